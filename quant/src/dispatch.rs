@@ -1,0 +1,305 @@
+//! The one dispatch point: a [`Kernels`] table per instruction set, picked once from
+//! the CPU's features, and the safe API that checks every length before a kernel runs.
+use crate::block::{BlockQ8, QK};
+use crate::error::QuantError;
+use crate::generic;
+use crate::packed::{groups, BlockQ4Ax4, BlockQ4x4, BlockQ8x4, ROWS};
+
+/// Activation quantizer: `x.len() == 32 * y.len()`.
+pub type QuantizeFn = unsafe fn(x: &[f32], y: &mut [BlockQ8]);
+/// Packed matrix × vector. Safety: the table's CPU features are present,
+/// `x.len() == nb`, `w.len() == y.len() / 4 * nb`, `y.len() % 4 == 0`.
+pub type GemvFn<P> = unsafe fn(w: &[P], nb: usize, x: &[BlockQ8], y: &mut [f32]);
+/// Packed matrix × `n` activation rows (token-major `x`), output `y[row * n + t]`.
+/// Safety: the table's CPU features are present, `x.len() == n * nb`,
+/// `w.len() == y.len() / (4 * n) * nb`, `y.len() % (4 * n) == 0`, `n > 0`.
+pub type GemmFn<P> = unsafe fn(w: &[P], nb: usize, x: &[BlockQ8], n: usize, y: &mut [f32]);
+
+/// Names of the kernel sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelSetName {
+    /// Portable scalar code.
+    Scalar,
+    /// x86-64 AVX2 + FMA + F16C.
+    Avx2,
+    /// x86-64 AVX-512 (F, BW, VL) with VNNI (`vpdpbusd`).
+    Avx512Vnni,
+    /// aarch64 base NEON (Cortex-A72, Pi 4).
+    Neon,
+    /// aarch64 NEON with `sdot` (Cortex-A76/A78: Pi 5, Jetson Orin).
+    Dotprod,
+}
+
+impl KernelSetName {
+    /// The name used by `HEARTH_KERNELS`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            KernelSetName::Scalar => "scalar",
+            KernelSetName::Avx2 => "avx2",
+            KernelSetName::Avx512Vnni => "avx512vnni",
+            KernelSetName::Neon => "neon",
+            KernelSetName::Dotprod => "dotprod",
+        }
+    }
+
+    /// Parse a `HEARTH_KERNELS` value.
+    pub fn parse(s: &str) -> Result<Self, QuantError> {
+        Ok(match s.trim() {
+            "scalar" => KernelSetName::Scalar,
+            "avx2" => KernelSetName::Avx2,
+            "avx512vnni" => KernelSetName::Avx512Vnni,
+            "neon" => KernelSetName::Neon,
+            "dotprod" => KernelSetName::Dotprod,
+            _ => return Err(QuantError::UnknownKernelSet),
+        })
+    }
+}
+
+/// One instruction set's kernels. Obtain one with [`Kernels::detect`] or
+/// [`Kernels::get`]; the fields are private so a table can only be had for a CPU
+/// that supports it.
+pub struct Kernels {
+    pub(crate) name: KernelSetName,
+    pub(crate) quantize_q8: QuantizeFn,
+    pub(crate) gemv_q8: GemvFn<BlockQ8x4>,
+    pub(crate) gemv_q4: GemvFn<BlockQ4x4>,
+    pub(crate) gemv_q4a: GemvFn<BlockQ4Ax4>,
+    pub(crate) gemm_q8: GemmFn<BlockQ8x4>,
+    pub(crate) gemm_q4: GemmFn<BlockQ4x4>,
+    pub(crate) gemm_q4a: GemmFn<BlockQ4Ax4>,
+}
+
+/// The scalar kernel set (always available).
+pub static SCALAR: Kernels = Kernels {
+    name: KernelSetName::Scalar,
+    quantize_q8: generic::quantize_row_q8_generic,
+    gemv_q8: generic::gemv_q8_generic,
+    gemv_q4: generic::gemv_q4_generic,
+    gemv_q4a: generic::gemv_q4a_generic,
+    gemm_q8: generic::gemm_q8_generic,
+    gemm_q4: generic::gemm_q4_generic,
+    gemm_q4a: generic::gemm_q4a_generic,
+};
+
+/// The packed blocks of a matrix, by format.
+#[derive(Clone, Copy, Debug)]
+pub enum PackedData<'a> {
+    /// 8-bit.
+    Q8(&'a [BlockQ8x4]),
+    /// 4-bit symmetric.
+    Q4(&'a [BlockQ4x4]),
+    /// 4-bit asymmetric.
+    Q4A(&'a [BlockQ4Ax4]),
+}
+
+/// A packed weight matrix of `rows × cols` (`cols` a multiple of 32).
+#[derive(Clone, Copy, Debug)]
+pub struct PackedMatrix<'a> {
+    rows: usize,
+    cols: usize,
+    data: PackedData<'a>,
+}
+
+impl<'a> PackedMatrix<'a> {
+    /// Wrap packed blocks, checking that their number fits `rows × cols`.
+    pub fn new(rows: usize, cols: usize, data: PackedData<'a>) -> Result<Self, QuantError> {
+        if cols % QK != 0 {
+            return Err(QuantError::NotBlockMultiple { what: "columns", len: cols });
+        }
+        let expected = groups(rows)
+            .checked_mul(cols / QK)
+            .ok_or(QuantError::LengthMismatch { what: "packed blocks", expected: usize::MAX, got: 0 })?;
+        let got = match data {
+            PackedData::Q8(b) => b.len(),
+            PackedData::Q4(b) => b.len(),
+            PackedData::Q4A(b) => b.len(),
+        };
+        if got != expected {
+            return Err(QuantError::LengthMismatch { what: "packed blocks", expected, got });
+        }
+        Ok(Self { rows, cols, data })
+    }
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Blocks per row.
+    pub fn blocks_per_row(&self) -> usize {
+        self.cols / QK
+    }
+    /// The packed data.
+    pub fn data(&self) -> PackedData<'a> {
+        self.data
+    }
+    /// Row groups `start..end` (of [`ROWS`] rows each) as a matrix of their own: the
+    /// unit of work for splitting a matmul across threads. `end` is clamped.
+    pub fn row_groups(&self, start: usize, end: usize) -> Self {
+        let end = end.min(groups(self.rows));
+        let start = start.min(end);
+        let nb = self.blocks_per_row();
+        let rows = (end * ROWS).min(self.rows) - (start * ROWS).min(self.rows);
+        let data = match self.data {
+            PackedData::Q8(b) => PackedData::Q8(&b[start * nb..end * nb]),
+            PackedData::Q4(b) => PackedData::Q4(&b[start * nb..end * nb]),
+            PackedData::Q4A(b) => PackedData::Q4A(&b[start * nb..end * nb]),
+        };
+        Self { rows, cols: self.cols, data }
+    }
+}
+
+/// Tokens per call when the last, partial row group goes through a stack buffer.
+const TAIL_TOKENS: usize = 16;
+
+impl Kernels {
+    /// Which set this is.
+    pub fn name(&self) -> KernelSetName {
+        self.name
+    }
+
+    /// Quantize activations: `x.len() == 32 * y.len()`.
+    pub fn quantize_row_q8(&self, x: &[f32], y: &mut [BlockQ8]) -> Result<(), QuantError> {
+        if x.len() % QK != 0 {
+            return Err(QuantError::NotBlockMultiple { what: "activation length", len: x.len() });
+        }
+        if x.len() / QK != y.len() {
+            return Err(QuantError::LengthMismatch { what: "activation blocks", expected: x.len() / QK, got: y.len() });
+        }
+        // SAFETY: lengths checked above; this table exists only on CPUs that run it.
+        unsafe { (self.quantize_q8)(x, y) };
+        Ok(())
+    }
+
+    /// `y = W · x` for one activation row: `x.len() == cols / 32`, `y.len() == rows`.
+    pub fn gemv(&self, w: &PackedMatrix<'_>, x: &[BlockQ8], y: &mut [f32]) -> Result<(), QuantError> {
+        let nb = w.blocks_per_row();
+        if x.len() != nb {
+            return Err(QuantError::LengthMismatch { what: "activation blocks", expected: nb, got: x.len() });
+        }
+        if y.len() != w.rows {
+            return Err(QuantError::LengthMismatch { what: "output rows", expected: w.rows, got: y.len() });
+        }
+        let full = w.rows / ROWS;
+        let (head, tail) = y.split_at_mut(full * ROWS);
+        let head_w = w.row_groups(0, full);
+        // SAFETY: `head` has `full * 4` rows and `head_w` exactly `full * nb` blocks;
+        // `x` has `nb` blocks (checked above); the table matches this CPU.
+        unsafe { self.call_gemv(&head_w, x, head) };
+        if !tail.is_empty() {
+            let mut buf = [0.0f32; ROWS];
+            let tail_w = w.row_groups(full, full + 1);
+            // SAFETY: one group of `nb` blocks into a 4-row buffer.
+            unsafe { self.call_gemv(&tail_w, x, &mut buf) };
+            tail.copy_from_slice(&buf[..tail.len()]);
+        }
+        Ok(())
+    }
+
+    /// `y = W · Xᵀ` for `n` activation rows (token-major: `x[t * nb + kb]`), output
+    /// row-major by weight row: `y[row * n + t]`, `y.len() == rows * n`.
+    pub fn gemm(&self, w: &PackedMatrix<'_>, x: &[BlockQ8], n: usize, y: &mut [f32]) -> Result<(), QuantError> {
+        let nb = w.blocks_per_row();
+        let xn = n.checked_mul(nb).ok_or(QuantError::LengthMismatch { what: "activation blocks", expected: usize::MAX, got: x.len() })?;
+        if x.len() != xn {
+            return Err(QuantError::LengthMismatch { what: "activation blocks", expected: xn, got: x.len() });
+        }
+        let yn = w.rows.checked_mul(n).ok_or(QuantError::LengthMismatch { what: "output", expected: usize::MAX, got: y.len() })?;
+        if y.len() != yn {
+            return Err(QuantError::LengthMismatch { what: "output", expected: yn, got: y.len() });
+        }
+        if n == 0 || w.rows == 0 {
+            return Ok(());
+        }
+        let full = w.rows / ROWS;
+        let (head, tail) = y.split_at_mut(full * ROWS * n);
+        if full > 0 {
+            // SAFETY: `head` holds `full * 4 * n` outputs for `full * nb` blocks; `x`
+            // holds `n * nb` blocks (checked); the table matches this CPU.
+            unsafe { self.call_gemm(&w.row_groups(0, full), x, n, head) };
+        }
+        if !tail.is_empty() {
+            let tail_w = w.row_groups(full, full + 1);
+            let live = tail.len() / n;
+            let mut buf = [0.0f32; ROWS * TAIL_TOKENS];
+            let mut t0 = 0;
+            while t0 < n {
+                let c = TAIL_TOKENS.min(n - t0);
+                let out = &mut buf[..ROWS * c];
+                // SAFETY: one group, `c` tokens of `nb` blocks, `4 * c` outputs.
+                unsafe { self.call_gemm(&tail_w, &x[t0 * nb..(t0 + c) * nb], c, out) };
+                for r in 0..live {
+                    tail[r * n + t0..r * n + t0 + c].copy_from_slice(&out[r * c..(r + 1) * c]);
+                }
+                t0 += c;
+            }
+        }
+        Ok(())
+    }
+
+    /// # Safety
+    /// `y.len() == groups(w) * 4` and `x.len() == w.blocks_per_row()`.
+    unsafe fn call_gemv(&self, w: &PackedMatrix<'_>, x: &[BlockQ8], y: &mut [f32]) {
+        let nb = w.blocks_per_row();
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            match w.data {
+                PackedData::Q8(b) => (self.gemv_q8)(b, nb, x, y),
+                PackedData::Q4(b) => (self.gemv_q4)(b, nb, x, y),
+                PackedData::Q4A(b) => (self.gemv_q4a)(b, nb, x, y),
+            }
+        }
+    }
+
+    /// # Safety
+    /// `y.len() == groups(w) * 4 * n`, `x.len() == n * w.blocks_per_row()`, `n > 0`.
+    unsafe fn call_gemm(&self, w: &PackedMatrix<'_>, x: &[BlockQ8], n: usize, y: &mut [f32]) {
+        let nb = w.blocks_per_row();
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            match w.data {
+                PackedData::Q8(b) => (self.gemm_q8)(b, nb, x, n, y),
+                PackedData::Q4(b) => (self.gemm_q4)(b, nb, x, n, y),
+                PackedData::Q4A(b) => (self.gemm_q4a)(b, nb, x, n, y),
+            }
+        }
+    }
+
+    /// The kernel set `name`, if this CPU (and build) supports it.
+    pub fn get(name: KernelSetName) -> Result<&'static Kernels, QuantError> {
+        if name == KernelSetName::Scalar {
+            return Ok(&SCALAR);
+        }
+        crate::arch::available()
+            .iter()
+            .find(|k| k.name == name)
+            .copied()
+            .ok_or(QuantError::Unsupported { requested: name.as_str() })
+    }
+
+    /// The best kernel set this CPU supports (no override).
+    pub fn best() -> &'static Kernels {
+        // `available()` lists the supported sets best first.
+        crate::arch::available().first().copied().unwrap_or(&SCALAR)
+    }
+
+    /// The kernel set to use: `HEARTH_KERNELS` if set (an error if this CPU lacks it or
+    /// the name is unknown), else [`Kernels::best`]. Without `std`, always `best()`.
+    pub fn detect() -> Result<&'static Kernels, QuantError> {
+        #[cfg(feature = "std")]
+        if let Ok(v) = std::env::var("HEARTH_KERNELS") {
+            if !v.trim().is_empty() {
+                return Kernels::get(KernelSetName::parse(&v)?);
+            }
+        }
+        Ok(Kernels::best())
+    }
+}
+
+impl core::fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Kernels").field("name", &self.name).finish()
+    }
+}

@@ -1,0 +1,9 @@
+//! # hearth-runtime
+//!
+//! Everything above the kernels: the memory-mapped Hearth model file and its
+//! importers, the LLM engine, and (as they land) voice, intents and actions.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod error;
+
+pub use error::{Error, Result};

@@ -1,0 +1,32 @@
+//! `hearth`: the command-line interface. Argument parsing and printing only; the work
+//! is done by `hearth-runtime`.
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "hearth", version, about = "Hearth: an offline, on-device voice assistant runtime")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show which kernel set this CPU uses (honours HEARTH_KERNELS).
+    Kernels,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Kernels => {
+            let k = hearth_quant::Kernels::detect()?;
+            println!("{}", k.name().as_str());
+        }
+    }
+    Ok(())
+}
