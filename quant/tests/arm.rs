@@ -1,13 +1,15 @@
-//! aarch64 kernel sets against the scalar reference, through the safe API, plus
-//! runtime detection. Runs under qemu-user (`scripts/test-cross`): `QEMU_CPU=cortex-a72`
-//! exercises NEON only, `QEMU_CPU=max` adds dotprod.
+//! ARM kernel sets against the scalar reference, through the safe API, plus runtime
+//! detection. Runs under qemu-user (`scripts/test-cross`): on aarch64,
+//! `QEMU_CPU=cortex-a72` exercises NEON only and `QEMU_CPU=max` adds dotprod; on armv7
+//! no SIMD set exists, and the same properties check the scalar kernels against an
+//! exact f64 reference on a 32-bit target.
 //!
 //! Tolerance: per 32-value block the integer dot product is exact in every kernel;
 //! only the f32 scaling and summing over at most 12 blocks may differ in rounding
 //! (order, FMA). Each such step errs by at most 2⁻²⁴ of the magnitude it carries, so
 //! `|simd - scalar| <= 1e-5 · Σ|block terms|` (about 10× the worst case of both sides)
 //! while a single wrong product in a block would be far outside it.
-#![cfg(target_arch = "aarch64")]
+#![cfg(any(target_arch = "aarch64", target_arch = "arm"))]
 
 use bytemuck::Zeroable;
 use half::f16;
@@ -25,7 +27,8 @@ fn scalar() -> &'static Kernels {
     Kernels::get(KernelSetName::Scalar).expect("scalar is always available")
 }
 
-/// The ARM sets this CPU runs (never empty on aarch64: NEON is mandatory).
+/// The ARM SIMD sets this CPU runs (never empty on aarch64: NEON is mandatory; always
+/// empty on armv7).
 fn arm_sets() -> &'static [&'static Kernels] {
     hearth_quant::arch::available()
 }
@@ -33,6 +36,7 @@ fn arm_sets() -> &'static [&'static Kernels] {
 // ---------------------------------------------------------------- detection
 
 /// `available()` agrees with the CPU's HWCAP as std sees it, best set first.
+#[cfg(target_arch = "aarch64")]
 #[test]
 fn available_matches_cpu_features() {
     let dot = std::arch::is_aarch64_feature_detected!("dotprod");
@@ -72,6 +76,7 @@ fn available_matches_cpu_features() {
 
 /// `scripts/test-cross` says which CPU it asked qemu for (`HEARTH_TEST_EXPECT_DOTPROD`
 /// = 0 or 1), so a qemu that ignored `QEMU_CPU` would fail here.
+#[cfg(target_arch = "aarch64")]
 #[test]
 fn qemu_cpu_is_honoured() {
     let Ok(want) = std::env::var("HEARTH_TEST_EXPECT_DOTPROD") else {
@@ -90,6 +95,26 @@ fn qemu_cpu_is_honoured() {
             .any(|k| k.name() == KernelSetName::Dotprod),
         want
     );
+}
+
+/// armv7 (32-bit Raspberry Pi OS): scalar kernels only.
+#[cfg(target_arch = "arm")]
+#[test]
+fn armv7_runs_scalar_only() {
+    assert!(arm_sets().is_empty());
+    assert_eq!(Kernels::best().name(), KernelSetName::Scalar);
+    for simd in [
+        KernelSetName::Neon,
+        KernelSetName::Dotprod,
+        KernelSetName::Avx2,
+    ] {
+        assert_eq!(
+            Kernels::get(simd).map(|k| k.name()),
+            Err(QuantError::Unsupported {
+                requested: simd.as_str()
+            })
+        );
+    }
 }
 
 /// `Kernels::detect` honours `HEARTH_KERNELS` as this process sees it: the named set if
@@ -424,7 +449,7 @@ fn extreme_q8_products_do_not_overflow() {
     let mut packed = vec![BlockQ8x4::zeroed(); 1];
     pack_matrix(&w, 4, 1, &mut packed).unwrap();
     let m = PackedMatrix::new(4, QK, PackedData::Q8(&packed)).unwrap();
-    for k in arm_sets() {
+    for k in arm_sets().iter().copied().chain([scalar()]) {
         let mut y = [0.0f32; 4];
         k.gemv(&m, &x, &mut y).unwrap();
         assert_eq!(y, [(128 * 128 * QK) as f32; 4], "{:?}", k.name());
