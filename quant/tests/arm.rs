@@ -394,6 +394,33 @@ proptest! {
         }
     }
 
+    /// Blocks whose `amax` is 127 (so `1/d` is exactly 1) and whose values are
+    /// half-integers: every value is a rounding tie, which must go to even.
+    #[test]
+    fn quantize_q8_ties_round_to_even(
+        halves in (1usize..=4).prop_flat_map(|nb| prop::collection::vec(-254i32..=254, nb * QK)),
+        sign in any::<bool>(),
+    ) {
+        let mut x: Vec<f32> = halves.iter().map(|&h| h as f32 * 0.5).collect();
+        for b in x.chunks_exact_mut(QK) {
+            b[0] = if sign { 127.0 } else { -127.0 };
+        }
+        let nb = x.len() / QK;
+        let mut want = vec![BlockQ8::zeroed(); nb];
+        scalar().quantize_row_q8(&x, &mut want).unwrap();
+        for (xb, w) in x.chunks_exact(QK).zip(&want) {
+            prop_assert_eq!(w.d, f16::ONE);
+            for (&v, &q) in xb.iter().zip(&w.qs) {
+                prop_assert_eq!(q as f32, v.round_ties_even(), "scalar rounding of {}", v);
+            }
+        }
+        for k in arm_sets() {
+            let mut got = vec![BlockQ8::zeroed(); nb];
+            k.quantize_row_q8(&x, &mut got).unwrap();
+            prop_assert_eq!(&got, &want, "{:?}", k.name());
+        }
+    }
+
     #[test]
     fn q8_matches_scalar((rows, nb, w, x, n) in case(q8_block(), 12)) {
         check_matmul(&w, rows, nb, &x, n)?;

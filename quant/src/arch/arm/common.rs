@@ -33,7 +33,7 @@ impl Act {
         Act {
             x0,
             x1,
-            d: b.d.to_f32(),
+            d: f16_to_f32(b.d),
         }
     }
 }
@@ -289,6 +289,20 @@ fn f16x4_to_f32x4(h: &[f16; ROWS]) -> float32x4_t {
     // CPU has; it touches registers only. (`vcvt_f32_f16` itself is still unstable.)
     unsafe {
         asm!("fcvtl {o:v}.4s, {i:v}.4h", o = lateout(vreg) out, i = in(vreg) v,
+             options(pure, nomem, nostack, preserves_flags));
+    }
+    out
+}
+
+/// One f16 → f32, exactly. `half` converts in software (≈30 instructions) unless it
+/// may use `std` or the `fp16` feature; FCVT is base ARMv8 floating point.
+#[target_feature(enable = "neon")]
+#[inline]
+fn f16_to_f32(h: f16) -> f32 {
+    let out: f32;
+    // SAFETY: FCVT (half → single) is base ARMv8 floating point; registers only.
+    unsafe {
+        asm!("fcvt {o:s}, {i:h}", o = lateout(vreg) out, i = in(vreg) h.to_bits(),
              options(pure, nomem, nostack, preserves_flags));
     }
     out
