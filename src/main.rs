@@ -4,7 +4,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "hearth", version, about = "Hearth: an offline, on-device voice assistant runtime")]
+#[command(
+    name = "hearth",
+    version,
+    about = "Hearth: an offline, on-device voice assistant runtime"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
