@@ -5,6 +5,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod error;
+pub mod gguf;
 pub mod model;
 
 pub use error::{Error, Result};
