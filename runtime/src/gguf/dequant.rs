@@ -23,8 +23,8 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
     let (block_elems, block_bytes) = ty
         .block_layout()
         .expect("dequantizable types have a layout");
-    if bytes.len() % block_bytes != 0
-        || out.len() % block_elems != 0
+    if !bytes.len().is_multiple_of(block_bytes)
+        || !out.len().is_multiple_of(block_elems)
         || bytes.len() / block_bytes != out.len() / block_elems
     {
         return Err(Error::Format(format!(
