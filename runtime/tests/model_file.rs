@@ -138,7 +138,10 @@ fn round_trip_through_disk_and_memory() {
     }
     assert!(m.verify().is_empty());
     // mlock needs RLIMIT_MEMLOCK room; when the limit refuses, the error must say so.
-    let locked = LoadOptions { mlock: true, advise: Advice::Random };
+    let locked = LoadOptions {
+        mlock: true,
+        advise: Advice::Random,
+    };
     match ModelFile::open_with(&path, &locked) {
         Ok(l) => assert_eq!(l.config(), &cfg),
         Err(e) => assert!(e.to_string().contains("mlock of"), "{e}"),
