@@ -463,3 +463,13 @@ fn validate_table(entries: Vec<TableEntry>, data: Section) -> Result<Vec<TensorI
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    /// The engine shares one `ModelFile` between threads (`Arc<ModelFile>`).
+    #[test]
+    fn model_file_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<super::ModelFile>();
+    }
+}
