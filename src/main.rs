@@ -3,6 +3,8 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod cli;
+
 #[derive(Parser)]
 #[command(
     name = "hearth",
@@ -18,6 +20,10 @@ struct Cli {
 enum Command {
     /// Show which kernel set this CPU uses (honours HEARTH_KERNELS).
     Kernels,
+    /// Convert a GGUF file or a Hugging Face safetensors folder to a Hearth model file.
+    Convert(cli::convert::ConvertArgs),
+    /// Show what is inside a Hearth model file.
+    Inspect(cli::inspect::InspectArgs),
 }
 
 fn main() -> Result<()> {
@@ -31,6 +37,8 @@ fn main() -> Result<()> {
             let k = hearth_quant::Kernels::detect()?;
             println!("{}", k.name().as_str());
         }
+        Command::Convert(args) => cli::convert::run(args)?,
+        Command::Inspect(args) => cli::inspect::run(args)?,
     }
     Ok(())
 }
