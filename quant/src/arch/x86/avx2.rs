@@ -11,7 +11,7 @@
 //!   `-8 · Σx` correction (at most 4096 per i16 lane) keeps it below 11776.
 use super::{
     f16_to_f32, load128, load256, load_ps, prefetch, qs_bytes, reduce_pairs, scales4, store256,
-    tile_len, Prep,
+    tile_len, Prep, GEMM_PREFETCH, GEMV_PREFETCH,
 };
 use crate::block::{BlockQ8, QK};
 use crate::packed::{BlockQ4Ax4, BlockQ4x4, BlockQ8x4, ROWS};
@@ -127,7 +127,7 @@ fn tile_q8<const G: usize, const T: usize>(
     let mut acc = [[_mm256_setzero_ps(); T]; G];
     for kb in 0..nb {
         let w: [([__m256i; ROWS], __m256); G] = core::array::from_fn(|g| {
-            prefetch(wg[g], kb);
+            prefetch::<GEMM_PREFETCH, _>(wg[g], kb);
             let p = &wg[g][kb];
             let rows: &[[u8; QK]; ROWS] = bytemuck::cast_ref(&p.qs);
             let d = scales4(&p.d);
@@ -241,7 +241,7 @@ fn tile_q4<const G: usize, const T: usize>(
     let mut acc = [[_mm256_setzero_ps(); T]; G];
     for kb in 0..nb {
         let w: [Nibbles; G] = core::array::from_fn(|g| {
-            prefetch(wg[g], kb);
+            prefetch::<GEMM_PREFETCH, _>(wg[g], kb);
             nibbles(&wg[g][kb].qs, &wg[g][kb].d, None)
         });
         for (t, x) in xs.iter().enumerate() {
@@ -276,7 +276,7 @@ fn tile_q4a<const G: usize, const T: usize>(
     let mut acc = [[_mm256_setzero_ps(); T]; G];
     for kb in 0..nb {
         let w: [Nibbles; G] = core::array::from_fn(|g| {
-            prefetch(wg[g], kb);
+            prefetch::<GEMM_PREFETCH, _>(wg[g], kb);
             let p = &wg[g][kb];
             nibbles(&p.qs, &p.d, Some(&p.m))
         });
@@ -311,7 +311,7 @@ fn gemv_tile_q8(w: &[BlockQ8x4], x: &[BlockQ8], prep: &[Prep]) -> [f32; ROWS] {
     let ones = _mm256_set1_epi16(1);
     let mut acc = _mm256_setzero_ps();
     for (kb, ((p, xb), pr)) in w.iter().zip(x).zip(prep).enumerate() {
-        super::prefetch_far(w, kb);
+        prefetch::<GEMV_PREFETCH, _>(w, kb);
         let rows: &[[u8; QK]; ROWS] = bytemuck::cast_ref(&p.qs);
         let xv = load256(qs_bytes(xb));
         let ax = _mm256_sign_epi8(xv, xv);
@@ -341,7 +341,7 @@ fn gemv_tile_q4(w: &[BlockQ4x4], x: &[BlockQ8], prep: &[Prep]) -> [f32; ROWS] {
     assert!(x.len() == w.len() && prep.len() == w.len());
     let mut acc = _mm256_setzero_ps();
     for (kb, ((p, xb), pr)) in w.iter().zip(x).zip(prep).enumerate() {
-        super::prefetch_far(w, kb);
+        prefetch::<GEMV_PREFETCH, _>(w, kb);
         let nib = nibbles(&p.qs, &p.d, None);
         let (xlo, xhi) = x_halves(xb);
         let corr = _mm256_broadcastsi128_si256(load128(&pr.v));
@@ -362,7 +362,7 @@ fn gemv_tile_q4a(w: &[BlockQ4Ax4], x: &[BlockQ8], prep: &[Prep]) -> [f32; ROWS] 
     let zero = _mm256_setzero_si256();
     let mut acc = _mm256_setzero_ps();
     for (kb, ((p, xb), pr)) in w.iter().zip(x).zip(prep).enumerate() {
-        super::prefetch_far(w, kb);
+        prefetch::<GEMV_PREFETCH, _>(w, kb);
         let nib = nibbles(&p.qs, &p.d, Some(&p.m));
         let (xlo, xhi) = x_halves(xb);
         let sx = _mm256_castsi256_ps(_mm256_broadcastsi128_si256(load128(&pr.v)));

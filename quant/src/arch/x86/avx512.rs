@@ -12,7 +12,10 @@
 //!   and `128·Σw` = `dpbusd(0x80, w)` depends on the weights only, so it is computed
 //!   once per block and shared by all tokens of a tile (as the accumulator's initial
 //!   value, negated). Exact for every `i8`.
-use super::{f16_to_f32, load128, prefetch, qs_bytes, reduce_pairs, scales4, tile_len, Prep};
+use super::{
+    f16_to_f32, load128, prefetch, qs_bytes, reduce_pairs, scales4, tile_len, Prep, GEMM_PREFETCH,
+    GEMV_PREFETCH,
+};
 use crate::block::{BlockQ8, QK};
 use crate::packed::{BlockQ4Ax4, BlockQ4x4, BlockQ8x4, ROWS};
 use core::arch::x86_64::*;
@@ -108,7 +111,7 @@ fn tile_q8<const G: usize, const T: usize>(
     let mut acc = [[zps; T]; G];
     for kb in 0..nb {
         let w: [Decoded; G] = core::array::from_fn(|g| {
-            prefetch(wg[g], kb);
+            prefetch::<GEMM_PREFETCH, _>(wg[g], kb);
             let p = &wg[g][kb];
             let (lo, hi) = q8_quarters(bytemuck::cast_ref(&p.qs));
             let sw = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, bias, lo), bias, hi);
@@ -161,7 +164,7 @@ fn tile_q4<const G: usize, const T: usize>(
     let mut acc = [[zps; T]; G];
     for kb in 0..nb {
         let w: [Decoded; G] = core::array::from_fn(|g| {
-            prefetch(wg[g], kb);
+            prefetch::<GEMM_PREFETCH, _>(wg[g], kb);
             let p = &wg[g][kb];
             let (lo, hi) = nibbles(&p.qs);
             Decoded {
@@ -201,7 +204,7 @@ fn tile_q4a<const G: usize, const T: usize>(
     let mut acc = [[zps; T]; G];
     for kb in 0..nb {
         let w: [Decoded; G] = core::array::from_fn(|g| {
-            prefetch(wg[g], kb);
+            prefetch::<GEMM_PREFETCH, _>(wg[g], kb);
             let p = &wg[g][kb];
             let (lo, hi) = nibbles(&p.qs);
             let (d, m) = (quad_layout(scales4(&p.d)), quad_layout(scales4(&p.m)));
@@ -237,7 +240,7 @@ fn gemv_tile_q4(w: &[BlockQ4x4], x: &[BlockQ8], prep: &[Prep]) -> [f32; ROWS] {
     assert!(x.len() == w.len() && prep.len() == w.len());
     let mut acc = _mm512_setzero_ps();
     for (kb, ((p, xb), pr)) in w.iter().zip(x).zip(prep).enumerate() {
-        super::prefetch_far(w, kb);
+        prefetch::<GEMV_PREFETCH, _>(w, kb);
         let (lo, hi) = nibbles(&p.qs);
         let (xlo, xhi) = x_quarters(xb);
         let init = _mm512_broadcast_i32x4(load128(&pr.v));
@@ -255,7 +258,7 @@ fn gemv_tile_q4a(w: &[BlockQ4Ax4], x: &[BlockQ8], prep: &[Prep]) -> [f32; ROWS] 
     let zero = _mm512_setzero_si512();
     let mut acc = _mm512_setzero_ps();
     for (kb, ((p, xb), pr)) in w.iter().zip(x).zip(prep).enumerate() {
-        super::prefetch_far(w, kb);
+        prefetch::<GEMV_PREFETCH, _>(w, kb);
         let (lo, hi) = nibbles(&p.qs);
         let (xlo, xhi) = x_quarters(xb);
         let sx = _mm512_broadcast_f32x4(_mm_castsi128_ps(load128(&pr.v)));
@@ -277,7 +280,7 @@ fn gemv_tile_q8(w: &[BlockQ8x4], x: &[BlockQ8], prep: &[Prep]) -> [f32; ROWS] {
     let bias = _mm512_set1_epi8(i8::MIN);
     let mut acc = _mm512_setzero_ps();
     for (kb, ((p, xb), pr)) in w.iter().zip(x).zip(prep).enumerate() {
-        super::prefetch_far(w, kb);
+        prefetch::<GEMV_PREFETCH, _>(w, kb);
         let (lo, hi) = q8_quarters(bytemuck::cast_ref(&p.qs));
         let (lo, hi) = (_mm512_xor_si512(lo, bias), _mm512_xor_si512(hi, bias));
         let (xlo, xhi) = x_quarters(xb);

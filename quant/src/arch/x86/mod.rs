@@ -1,10 +1,15 @@
 //! x86-64 kernels: AVX2 (+FMA, F16C) and AVX-512 VNNI.
 //!
-//! Both sets share one shape: a *tile* function computes `T` tokens × the 4 rows of
-//! one packed row group, loading and decoding each weight block once per tile and
-//! keeping the per-(token, row) sums in f32 vector accumulators. The matvec is the
-//! 1-token tile; the matmul walks the tokens in tiles of 4 (AVX2) or 8 (AVX-512) so
-//! the weights stream from memory once per row group.
+//! Both sets share one shape:
+//! - matmul: a *tile* function computes `G` row groups (4 rows each) × `T` tokens,
+//!   decoding each weight block once per tile and sharing each activation block's
+//!   work between the `G` groups, with the per-(row, token) sums in f32 vector
+//!   accumulators. Row groups are the outer loop, so weights are read from memory once
+//!   per call; tiles are 2×8 (AVX-512) and 2×4 or 1×4 (AVX2).
+//! - matvec: one row group at a time, i.e. one sequential weight stream, which the
+//!   hardware prefetchers follow best; the activation-side work per block (offset
+//!   sums, scale conversion) is done once per call into a stack buffer ([`Prep`])
+//!   instead of once per row group.
 //!
 //! Numerics (same contract as [`crate::generic`]): each block's integer dot product is
 //! exact in `i32`, then scaled by `d_w · d_x` in f32 and accumulated with FMA. The
@@ -147,14 +152,9 @@ impl Prep {
     fn new(v: [u8; 16], xb: &BlockQ8) -> Prep {
         Prep {
             v,
-            dx: f16_scalar(xb.d),
+            dx: xb.d.to_f32(),
         }
     }
-}
-
-/// f16 → f32 outside the kernels (the prep is plain scalar code).
-fn f16_scalar(h: f16) -> f32 {
-    h.to_f32()
 }
 
 /// `Σ (x[k] + x[16 + k])` for `k` in each of `P` equal slices of `0..16`: the
@@ -206,35 +206,21 @@ fn prep_q4a_pairs(xb: &BlockQ8) -> Prep {
     Prep::new(bytemuck::cast([a, b, a, b]), xb)
 }
 
-/// How far ahead of the current block the weight streams prefetch. A tile of several
-/// row groups reads several streams at once, which the hardware prefetchers follow
-/// poorly (measured here: a cold 2-group matvec ran at half the bandwidth of a 1-group
-/// one); a software prefetch ~1 KiB ahead of each stream restores it.
-const PREFETCH_BYTES: usize = 1024;
-/// The matvec's prefetch distance.
-const GEMV_PREFETCH_BYTES: usize = 4096;
+/// Prefetch distances. The matmul tiles read 2 row groups, i.e. 2 interleaved streams,
+/// which the hardware prefetchers follow poorly (measured: a cold 2-group matvec ran at
+/// half the speed of a 1-group one), so each stream prefetches ~1 KiB ahead. The matvec
+/// reads one sequential stream and prefetches 4 KiB ahead (≈ DRAM latency × bandwidth).
+const GEMM_PREFETCH: usize = 1024;
+const GEMV_PREFETCH: usize = 4096;
 
-/// Prefetch `PREFETCH_BYTES` past block `kb` of `blocks`.
+/// Prefetch `AHEAD` bytes past block `kb` of `blocks`.
 #[inline]
-fn prefetch<P>(blocks: &[P], kb: usize) {
+fn prefetch<const AHEAD: usize, P>(blocks: &[P], kb: usize) {
     let p = blocks
         .as_ptr()
         .wrapping_add(kb)
         .cast::<i8>()
-        .wrapping_add(PREFETCH_BYTES);
-    // SAFETY: a prefetch is only a hint: it never faults or reads into the program,
-    // whatever the address (the pointer is never dereferenced).
-    unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
-}
-
-/// Prefetch `GEMV_PREFETCH_BYTES` past block `kb` of `blocks`.
-#[inline]
-fn prefetch_far<P>(blocks: &[P], kb: usize) {
-    let p = blocks
-        .as_ptr()
-        .wrapping_add(kb)
-        .cast::<i8>()
-        .wrapping_add(GEMV_PREFETCH_BYTES);
+        .wrapping_add(AHEAD);
     // SAFETY: a prefetch is only a hint: it never faults or reads into the program,
     // whatever the address (the pointer is never dereferenced).
     unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
