@@ -224,7 +224,8 @@ fn bench_format<P: Format>(
             let m = &mats[(i / slices) % mats.len()];
             let s = m.row_groups((i % slices) * slice, (i % slices + 1) * slice);
             i += 1;
-            k.gemm(&s, &x, GEMM_TOKENS, &mut y[..s.rows() * GEMM_TOKENS]).expect("gemm");
+            k.gemm(&s, &x, GEMM_TOKENS, &mut y[..s.rows() * GEMM_TOKENS])
+                .expect("gemm");
             black_box(&mut y);
         });
         // Scale a slice's time to the whole matrix.
@@ -285,7 +286,11 @@ fn main() {
                 .collect()
         })
         .unwrap_or_default();
-    let shapes = if custom.is_empty() { shapes } else { &custom[..] };
+    let shapes = if custom.is_empty() {
+        shapes
+    } else {
+        &custom[..]
+    };
     let mut rows = Vec::new();
     for &(r, c) in shapes {
         bench_format::<BlockQ4x4>(r, c, &sets, budget, cold, &mut rows);

@@ -12,10 +12,7 @@
 //!   and `128·Σw` = `dpbusd(0x80, w)` depends on the weights only, so it is computed
 //!   once per block and shared by all tokens of a tile (as the accumulator's initial
 //!   value, negated). Exact for every `i8`.
-use super::{
-    f16_to_f32, load128, prefetch, qs_bytes, reduce_pairs, scales4, tile_len, Prep, GEMM_PREFETCH,
-    GEMV_PREFETCH,
-};
+use super::{load128, prefetch, qs_bytes, reduce_pairs, scales4, tile_len, Prep};
 use crate::block::{BlockQ8, QK};
 use crate::packed::{BlockQ4Ax4, BlockQ4x4, BlockQ8x4, ROWS};
 use core::arch::x86_64::*;
@@ -71,19 +68,6 @@ fn q8_quarters(qs: &[u8; 4 * QK]) -> (__m512i, __m512i) {
     (a, b)
 }
 
-/// The per-block state a tile keeps for each row group.
-#[derive(Clone, Copy)]
-struct Decoded {
-    /// Values 0..16 and 16..32 of each row, one row per lane.
-    lo: __m512i,
-    hi: __m512i,
-    /// Initial i32 accumulator (a weight-side correction, or zero), quad layout.
-    init: __m512i,
-    /// Row scales (and Q4A minimums), quad layout.
-    d: __m512,
-    m: __m512,
-}
-
 /// `out[g][t]` from the quad-layout accumulators.
 #[target_feature(enable = "avx512f,avx2")]
 #[inline]
@@ -97,41 +81,40 @@ fn finish<const G: usize, const T: usize>(acc: &[[__m512; T]; G]) -> [[[f32; ROW
     out
 }
 
-/// `G` row groups × `T` tokens of Q8 weights (bias trick, see the module docs):
-/// `dpbusd(x ^ 0x80, w)` starting from `-128·Σw`.
+/// A prep's 16 bytes repeated in all four lanes.
+#[target_feature(enable = "avx512f,avx2")]
+#[inline]
+fn prep_quads(pr: &Prep) -> __m512i {
+    _mm512_broadcast_i32x4(load128(&pr.v))
+}
+
+/// `G` row groups × `T` tokens of Q8 weights. The *weights* take the bias:
+/// `dpbusd(w ^ 0x80, x) = Σ w·x + 128·Σx`, and the accumulator starts from the
+/// prepared `-128·Σx`. Exact for every `i8`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn tile_q8<const G: usize, const T: usize>(
     wg: &[&[BlockQ8x4]; G],
     xs: &[&[BlockQ8]; T],
+    ps: &[&[Prep]; T],
 ) -> [[[f32; ROWS]; T]; G] {
-    let nb = tile_len(wg, xs);
+    let nb = tile_len(wg, xs, ps);
     let bias = _mm512_set1_epi8(i8::MIN);
-    let zero = _mm512_setzero_si512();
-    let zps = _mm512_setzero_ps();
-    let mut acc = [[zps; T]; G];
+    let mut acc = [[_mm512_setzero_ps(); T]; G];
     for kb in 0..nb {
-        let w: [Decoded; G] = core::array::from_fn(|g| {
-            prefetch::<GEMM_PREFETCH, _>(wg[g], kb);
+        let w: [(__m512i, __m512i, __m512); G] = core::array::from_fn(|g| {
+            prefetch(wg[g], kb, G * T == 1);
             let p = &wg[g][kb];
             let (lo, hi) = q8_quarters(bytemuck::cast_ref(&p.qs));
-            let sw = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, bias, lo), bias, hi);
-            let d = quad_layout(scales4(&p.d));
-            Decoded {
-                lo,
-                hi,
-                init: _mm512_sub_epi32(zero, sw),
-                d,
-                m: zps,
-            }
+            let (lo, hi) = (_mm512_xor_si512(lo, bias), _mm512_xor_si512(hi, bias));
+            (lo, hi, quad_layout(scales4(&p.d)))
         });
-        for (t, x) in xs.iter().enumerate() {
-            let xb = &x[kb];
-            let (xlo, xhi) = x_quarters(xb);
-            let (xlo, xhi) = (_mm512_xor_si512(xlo, bias), _mm512_xor_si512(xhi, bias));
-            let dx = _mm512_set1_ps(f16_to_f32(xb.d));
-            for (a, w) in acc.iter_mut().zip(&w) {
-                let i = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(w.init, xlo, w.lo), xhi, w.hi);
-                a[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(w.d, dx), a[t]);
+        for t in 0..T {
+            let (xlo, xhi) = x_quarters(&xs[t][kb]);
+            let pr = &ps[t][kb];
+            let (init, dx) = (prep_quads(pr), _mm512_set1_ps(pr.dx));
+            for (a, (lo, hi, d)) in acc.iter_mut().zip(&w) {
+                let i = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(init, *lo, xlo), *hi, xhi);
+                a[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(*d, dx), a[t]);
             }
         }
     }
@@ -150,146 +133,71 @@ fn nibbles(qs: &[u8; 64]) -> (__m512i, __m512i) {
     )
 }
 
-/// `G` row groups × `T` tokens of Q4 weights: `Σ q·x - 8·Σx`, the accumulator starting
-/// from `-8·Σx` (shared by the `G` groups).
+/// `G` row groups × `T` tokens of Q4 weights: `Σ q·x - 8·Σx`, the accumulator
+/// starting from the prepared `-8·Σx`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn tile_q4<const G: usize, const T: usize>(
     wg: &[&[BlockQ4x4]; G],
     xs: &[&[BlockQ8]; T],
+    ps: &[&[Prep]; T],
 ) -> [[[f32; ROWS]; T]; G] {
-    let nb = tile_len(wg, xs);
-    let eights = _mm512_set1_epi8(8);
-    let zero = _mm512_setzero_si512();
-    let zps = _mm512_setzero_ps();
-    let mut acc = [[zps; T]; G];
+    let nb = tile_len(wg, xs, ps);
+    let mut acc = [[_mm512_setzero_ps(); T]; G];
     for kb in 0..nb {
-        let w: [Decoded; G] = core::array::from_fn(|g| {
-            prefetch::<GEMM_PREFETCH, _>(wg[g], kb);
+        let w: [(__m512i, __m512i, __m512); G] = core::array::from_fn(|g| {
+            prefetch(wg[g], kb, G * T == 1);
             let p = &wg[g][kb];
             let (lo, hi) = nibbles(&p.qs);
-            Decoded {
-                lo,
-                hi,
-                init: zero,
-                d: quad_layout(scales4(&p.d)),
-                m: zps,
-            }
+            (lo, hi, quad_layout(scales4(&p.d)))
         });
-        for (t, x) in xs.iter().enumerate() {
-            let xb = &x[kb];
-            let (xlo, xhi) = x_quarters(xb);
-            let corr = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, eights, xlo), eights, xhi);
-            let init = _mm512_sub_epi32(zero, corr);
-            let dx = _mm512_set1_ps(f16_to_f32(xb.d));
-            for (a, w) in acc.iter_mut().zip(&w) {
-                let i = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(init, w.lo, xlo), w.hi, xhi);
-                a[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(w.d, dx), a[t]);
+        for t in 0..T {
+            let (xlo, xhi) = x_quarters(&xs[t][kb]);
+            let pr = &ps[t][kb];
+            let (init, dx) = (prep_quads(pr), _mm512_set1_ps(pr.dx));
+            for (a, (lo, hi, d)) in acc.iter_mut().zip(&w) {
+                let i = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(init, *lo, xlo), *hi, xhi);
+                a[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(*d, dx), a[t]);
             }
         }
     }
     finish(&acc)
 }
 
-/// `G` row groups × `T` tokens of Q4A weights: `d_w·d_x·Σ q·x + m_w·d_x·Σx`, with
-/// `Σx` from `dpbusd(1, x)` in the quad layout (each row's four entries add up to Σx).
+/// `G` row groups × `T` tokens of Q4A weights: `d_w·d_x·Σ q·x + m_w·d_x·Σx`, with the
+/// prepared Σx partial sums in the quad layout (each row's four entries add up to Σx).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn tile_q4a<const G: usize, const T: usize>(
     wg: &[&[BlockQ4Ax4]; G],
     xs: &[&[BlockQ8]; T],
+    ps: &[&[Prep]; T],
 ) -> [[[f32; ROWS]; T]; G] {
-    let nb = tile_len(wg, xs);
-    let ones = _mm512_set1_epi8(1);
+    let nb = tile_len(wg, xs, ps);
     let zero = _mm512_setzero_si512();
-    let zps = _mm512_setzero_ps();
-    let mut acc = [[zps; T]; G];
+    let mut acc = [[_mm512_setzero_ps(); T]; G];
     for kb in 0..nb {
-        let w: [Decoded; G] = core::array::from_fn(|g| {
-            prefetch::<GEMM_PREFETCH, _>(wg[g], kb);
+        let w: [(__m512i, __m512i, __m512, __m512); G] = core::array::from_fn(|g| {
+            prefetch(wg[g], kb, G * T == 1);
             let p = &wg[g][kb];
             let (lo, hi) = nibbles(&p.qs);
-            let (d, m) = (quad_layout(scales4(&p.d)), quad_layout(scales4(&p.m)));
-            Decoded {
+            (
                 lo,
                 hi,
-                init: zero,
-                d,
-                m,
-            }
+                quad_layout(scales4(&p.d)),
+                quad_layout(scales4(&p.m)),
+            )
         });
-        for (t, x) in xs.iter().enumerate() {
-            let xb = &x[kb];
-            let (xlo, xhi) = x_quarters(xb);
-            let sx = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, ones, xlo), ones, xhi);
-            let sx = _mm512_cvtepi32_ps(sx);
-            let dx = _mm512_set1_ps(f16_to_f32(xb.d));
-            for (a, w) in acc.iter_mut().zip(&w) {
-                let i = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, w.lo, xlo), w.hi, xhi);
-                let v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(w.d, dx), a[t]);
-                a[t] = _mm512_fmadd_ps(sx, _mm512_mul_ps(w.m, dx), v);
+        for t in 0..T {
+            let (xlo, xhi) = x_quarters(&xs[t][kb]);
+            let pr = &ps[t][kb];
+            let (sx, dx) = (_mm512_castsi512_ps(prep_quads(pr)), _mm512_set1_ps(pr.dx));
+            for (a, (lo, hi, d, m)) in acc.iter_mut().zip(&w) {
+                let i = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, *lo, xlo), *hi, xhi);
+                let v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(*d, dx), a[t]);
+                a[t] = _mm512_fmadd_ps(sx, _mm512_mul_ps(*m, dx), v);
             }
         }
     }
     finish(&acc)
-}
-
-// ---------------------------------------------------------------- matvec tiles
-
-/// One row group × one token of Q4 weights, with the prepared `-8·Σx`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn gemv_tile_q4(w: &[BlockQ4x4], x: &[BlockQ8], prep: &[Prep]) -> [f32; ROWS] {
-    assert!(x.len() == w.len() && prep.len() == w.len());
-    let mut acc = _mm512_setzero_ps();
-    for (kb, ((p, xb), pr)) in w.iter().zip(x).zip(prep).enumerate() {
-        prefetch::<GEMV_PREFETCH, _>(w, kb);
-        let (lo, hi) = nibbles(&p.qs);
-        let (xlo, xhi) = x_quarters(xb);
-        let init = _mm512_broadcast_i32x4(load128(&pr.v));
-        let i = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(init, lo, xlo), hi, xhi);
-        let s = _mm512_mul_ps(quad_layout(scales4(&p.d)), _mm512_set1_ps(pr.dx));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), s, acc);
-    }
-    reduce_quads(acc)
-}
-
-/// One row group × one token of Q4A weights, with the prepared Σx.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn gemv_tile_q4a(w: &[BlockQ4Ax4], x: &[BlockQ8], prep: &[Prep]) -> [f32; ROWS] {
-    assert!(x.len() == w.len() && prep.len() == w.len());
-    let zero = _mm512_setzero_si512();
-    let mut acc = _mm512_setzero_ps();
-    for (kb, ((p, xb), pr)) in w.iter().zip(x).zip(prep).enumerate() {
-        prefetch::<GEMV_PREFETCH, _>(w, kb);
-        let (lo, hi) = nibbles(&p.qs);
-        let (xlo, xhi) = x_quarters(xb);
-        let sx = _mm512_broadcast_f32x4(_mm_castsi128_ps(load128(&pr.v)));
-        let i = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, xlo), hi, xhi);
-        let dx = _mm512_set1_ps(pr.dx);
-        let (d, m) = (quad_layout(scales4(&p.d)), quad_layout(scales4(&p.m)));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(d, dx), acc);
-        acc = _mm512_fmadd_ps(sx, _mm512_mul_ps(m, dx), acc);
-    }
-    reduce_quads(acc)
-}
-
-/// One row group × one token of Q8 weights. Here the *weights* take the bias:
-/// `dpbusd(w ^ 0x80, x) = Σ w·x + 128·Σx`, so the correction is the prepared
-/// `-128·Σx` (activation-only) and nothing is computed per block for it.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn gemv_tile_q8(w: &[BlockQ8x4], x: &[BlockQ8], prep: &[Prep]) -> [f32; ROWS] {
-    assert!(x.len() == w.len() && prep.len() == w.len());
-    let bias = _mm512_set1_epi8(i8::MIN);
-    let mut acc = _mm512_setzero_ps();
-    for (kb, ((p, xb), pr)) in w.iter().zip(x).zip(prep).enumerate() {
-        prefetch::<GEMV_PREFETCH, _>(w, kb);
-        let (lo, hi) = q8_quarters(bytemuck::cast_ref(&p.qs));
-        let (lo, hi) = (_mm512_xor_si512(lo, bias), _mm512_xor_si512(hi, bias));
-        let (xlo, xhi) = x_quarters(xb);
-        let init = _mm512_broadcast_i32x4(load128(&pr.v));
-        let i = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(init, lo, xlo), hi, xhi);
-        let s = _mm512_mul_ps(quad_layout(scales4(&p.d)), _mm512_set1_ps(pr.dx));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), s, acc);
-    }
-    reduce_quads(acc)
 }
 
 // Matmul tiles: 2 row groups × up to 8 tokens: 16 zmm accumulators of the 32
@@ -298,7 +206,6 @@ gemm_kernels!(
     features = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
     block = BlockQ8x4,
     tile = tile_q8,
-    gemv_tile = gemv_tile_q8,
     prep = super::prep_q8_quads,
     gemm_groups = 2,
     gemm_tokens = [1, 2, 3, 4, 5, 6, 7, 8],
@@ -309,7 +216,6 @@ gemm_kernels!(
     features = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
     block = BlockQ4x4,
     tile = tile_q4,
-    gemv_tile = gemv_tile_q4,
     prep = super::prep_q4_quads,
     gemm_groups = 2,
     gemm_tokens = [1, 2, 3, 4, 5, 6, 7, 8],
@@ -320,7 +226,6 @@ gemm_kernels!(
     features = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
     block = BlockQ4Ax4,
     tile = tile_q4a,
-    gemv_tile = gemv_tile_q4a,
     prep = super::prep_q4a_quads,
     gemm_groups = 2,
     gemm_tokens = [1, 2, 3, 4, 5, 6, 7, 8],
