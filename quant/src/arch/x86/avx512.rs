@@ -88,6 +88,93 @@ fn prep_quads(pr: &Prep) -> __m512i {
     _mm512_broadcast_i32x4(load128(&pr.v))
 }
 
+/// Sum each row's four partial sums of four tokens' products (`i[j]` in the quad
+/// layout) into one vector with lane `4r + j` = (row `r`, token `j`): a 4×4
+/// transpose-and-add inside each 128-bit lane, exact in i32.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn reduce4(i: [__m512i; 4]) -> __m512i {
+    let ab = _mm512_add_epi32(
+        _mm512_unpacklo_epi32(i[0], i[1]),
+        _mm512_unpackhi_epi32(i[0], i[1]),
+    );
+    let cd = _mm512_add_epi32(
+        _mm512_unpacklo_epi32(i[2], i[3]),
+        _mm512_unpackhi_epi32(i[2], i[3]),
+    );
+    _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd))
+}
+
+/// Accumulate block `kb` of `T` tokens into `acc` for `G` decoded row groups
+/// `(lo, hi, d)`: `dpbusd(prep, lo, x[0..16])`, `dpbusd(·, hi, x[16..32])`, scaled by
+/// `d · d_x`.
+///
+/// When `T` is a multiple of 4, four tokens' integer sums are first reduced into one
+/// (row, token) vector ([`reduce4`]), so the float work (convert, scale, FMA) is done
+/// once per 4 tokens instead of once per token (on Zen 4 `vpdpbusd`, `vmulps` and
+/// `vfmadd` compete for the same two pipes; measured +20–30% matmul throughput).
+/// `acc[g][q]` then holds tokens `4q..4q+4`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn accumulate<const G: usize, const T: usize>(
+    w: &[(__m512i, __m512i, __m512); G],
+    xs: &[&[BlockQ8]; T],
+    ps: &[&[Prep]; T],
+    kb: usize,
+    acc: &mut [[__m512; T]; G],
+) {
+    if T % 4 == 0 {
+        for q in 0..T / 4 {
+            let x: [(__m512i, __m512i, __m512i); 4] = core::array::from_fn(|j| {
+                let (xlo, xhi) = x_quarters(&xs[4 * q + j][kb]);
+                (xlo, xhi, prep_quads(&ps[4 * q + j][kb]))
+            });
+            let dx = |j: usize| ps[4 * q + j][kb].dx;
+            let dx4 = _mm512_broadcast_f32x4(_mm_setr_ps(dx(0), dx(1), dx(2), dx(3)));
+            for (a, (lo, hi, d)) in acc.iter_mut().zip(w) {
+                let i = x.map(|(xlo, xhi, init)| {
+                    _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(init, *lo, xlo), *hi, xhi)
+                });
+                let v = _mm512_cvtepi32_ps(reduce4(i));
+                a[q] = _mm512_fmadd_ps(v, _mm512_mul_ps(*d, dx4), a[q]);
+            }
+        }
+    } else {
+        for t in 0..T {
+            let (xlo, xhi) = x_quarters(&xs[t][kb]);
+            let pr = &ps[t][kb];
+            let (init, dx) = (prep_quads(pr), _mm512_set1_ps(pr.dx));
+            for (a, (lo, hi, d)) in acc.iter_mut().zip(w) {
+                let i = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(init, *lo, xlo), *hi, xhi);
+                a[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(*d, dx), a[t]);
+            }
+        }
+    }
+}
+
+/// `out[g][t]` from [`accumulate`]'s accumulators (either layout).
+#[target_feature(enable = "avx512f,avx2")]
+#[inline]
+fn finish_acc<const G: usize, const T: usize>(acc: &[[__m512; T]; G]) -> [[[f32; ROWS]; T]; G] {
+    if T % 4 != 0 {
+        return finish(acc);
+    }
+    let mut out = [[[0.0f32; ROWS]; T]; G];
+    for (o, a) in out.iter_mut().zip(acc) {
+        for q in 0..T / 4 {
+            let mut v = [0.0f32; 16];
+            // SAFETY: `v` is 16 writable floats; `storeu` has no alignment requirement.
+            unsafe { _mm512_storeu_ps(v.as_mut_ptr(), a[q]) };
+            for j in 0..4 {
+                for r in 0..ROWS {
+                    o[4 * q + j][r] = v[4 * r + j];
+                }
+            }
+        }
+    }
+    out
+}
+
 /// `G` row groups × `T` tokens of Q8 weights. The *weights* take the bias:
 /// `dpbusd(w ^ 0x80, x) = Σ w·x + 128·Σx`, and the accumulator starts from the
 /// prepared `-128·Σx`. Exact for every `i8`.
@@ -108,17 +195,9 @@ fn tile_q8<const G: usize, const T: usize>(
             let (lo, hi) = (_mm512_xor_si512(lo, bias), _mm512_xor_si512(hi, bias));
             (lo, hi, quad_layout(scales4(&p.d)))
         });
-        for t in 0..T {
-            let (xlo, xhi) = x_quarters(&xs[t][kb]);
-            let pr = &ps[t][kb];
-            let (init, dx) = (prep_quads(pr), _mm512_set1_ps(pr.dx));
-            for (a, (lo, hi, d)) in acc.iter_mut().zip(&w) {
-                let i = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(init, *lo, xlo), *hi, xhi);
-                a[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(*d, dx), a[t]);
-            }
-        }
+        accumulate(&w, xs, ps, kb, &mut acc);
     }
-    finish(&acc)
+    finish_acc(&acc)
 }
 
 /// A Q4 row group's nibbles: low (values 0..16) and high (16..32), one row per lane.
@@ -150,17 +229,9 @@ fn tile_q4<const G: usize, const T: usize>(
             let (lo, hi) = nibbles(&p.qs);
             (lo, hi, quad_layout(scales4(&p.d)))
         });
-        for t in 0..T {
-            let (xlo, xhi) = x_quarters(&xs[t][kb]);
-            let pr = &ps[t][kb];
-            let (init, dx) = (prep_quads(pr), _mm512_set1_ps(pr.dx));
-            for (a, (lo, hi, d)) in acc.iter_mut().zip(&w) {
-                let i = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(init, *lo, xlo), *hi, xhi);
-                a[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(*d, dx), a[t]);
-            }
-        }
+        accumulate(&w, xs, ps, kb, &mut acc);
     }
-    finish(&acc)
+    finish_acc(&acc)
 }
 
 /// `G` row groups × `T` tokens of Q4A weights: `d_w·d_x·Σ q·x + m_w·d_x·Σx`, with the
