@@ -4,14 +4,14 @@
 //! One 512-bit vector holds half of a packed row group's values, one row per 128-bit
 //! lane (values 0..16 in one vector, 16..32 in another), so two `vpdpbusd` give
 //! the products in the *quad layout* `[r0 ×4, r1 ×4, r2 ×4, r3 ×4]` (four partial
-//! sums per row) and a block costs one `cvt`, one `mul` and one FMA per token.
-//! Signedness:
+//! sums per row); the matmul then folds four tokens into one vector before the float
+//! work (see [`accumulate`]).
+//! Signedness (the unsigned operand is always the weights; each product's offset is
+//! an activation-only sum, prepared once per call as the accumulator's initial value):
 //! - Q4: the nibbles are unsigned 0..=15, so `dpbusd(nibbles, x)` works directly; the
-//!   `-8` offset is `-8·Σx`, computed by `dpbusd(8, x)` in the same layout.
-//! - Q8: `dpbusd(x + 128, w) = Σ x·w + 128·Σw`; `x + 128` is `x ^ 0x80` read as u8,
-//!   and `128·Σw` = `dpbusd(0x80, w)` depends on the weights only, so it is computed
-//!   once per block and shared by all tokens of a tile (as the accumulator's initial
-//!   value, negated). Exact for every `i8`.
+//!   `-8` offset is `-8·Σx`.
+//! - Q8: `dpbusd(w + 128, x) = Σ w·x + 128·Σx`, with `w + 128` = `w ^ 0x80` read as u8;
+//!   the accumulator starts at `-128·Σx`. Exact for every `i8`.
 use super::{load128, prefetch, qs_bytes, reduce_pairs, scales4, tile_len, Prep};
 use crate::block::{BlockQ8, QK};
 use crate::packed::{BlockQ4Ax4, BlockQ4x4, BlockQ8x4, ROWS};
