@@ -6,7 +6,7 @@
 //!   work between the `G` groups, with the per-(row, token) sums in f32 vector
 //!   accumulators. Tiles are 2×8 (AVX-512) and 2×4 or 1×4 (AVX2). K is cut into
 //!   chunks of 64 blocks with token tiles outside row groups, so the activation-side
-//!   work of each block (offset sums, scale conversion: [`Prep`]) is done once per
+//!   work of each block (offset sums, scale conversion: `Prep`) is done once per
 //!   call into a stack buffer, not once per row group, and stays in L1.
 //! - matvec: the 1×1 tile over one row group at a time, i.e. one sequential weight
 //!   stream, which the hardware prefetchers follow best (K chunks of 512 blocks).
@@ -114,7 +114,7 @@ fn check_gemm(w_len: usize, nb: usize, x_len: usize, n: usize, y_len: usize) -> 
     groups
 }
 
-/// Blocks of K per matmul chunk (see the gemm driver in [`gemm_kernels`]).
+/// Blocks of K per matmul chunk (see the gemm driver in `gemm_kernels!`).
 const GEMM_KC: usize = 64;
 /// Widest matmul token tile (sizes the prepared-activation buffer: 10 KiB).
 const GEMM_TMAX: usize = 8;
