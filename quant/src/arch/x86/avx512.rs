@@ -123,7 +123,7 @@ fn accumulate<const G: usize, const T: usize>(
     kb: usize,
     acc: &mut [[__m512; T]; G],
 ) {
-    if T % 4 == 0 {
+    if T.is_multiple_of(4) {
         for q in 0..T / 4 {
             let x: [(__m512i, __m512i, __m512i); 4] = core::array::from_fn(|j| {
                 let (xlo, xhi) = x_quarters(&xs[4 * q + j][kb]);
@@ -156,7 +156,7 @@ fn accumulate<const G: usize, const T: usize>(
 #[target_feature(enable = "avx512f,avx2")]
 #[inline]
 fn finish_acc<const G: usize, const T: usize>(acc: &[[__m512; T]; G]) -> [[[f32; ROWS]; T]; G] {
-    if T % 4 != 0 {
+    if !T.is_multiple_of(4) {
         return finish(acc);
     }
     let mut out = [[[0.0f32; ROWS]; T]; G];
