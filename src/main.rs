@@ -3,6 +3,8 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod cli;
+
 #[derive(Parser)]
 #[command(
     name = "hearth",
@@ -18,6 +20,8 @@ struct Cli {
 enum Command {
     /// Show which kernel set this CPU uses (honours HEARTH_KERNELS).
     Kernels,
+    /// Match sentences (stdin, one per line) to Home Assistant intents; JSON lines out.
+    Intent(cli::intent::IntentArgs),
 }
 
 fn main() -> Result<()> {
@@ -31,6 +35,7 @@ fn main() -> Result<()> {
             let k = hearth_quant::Kernels::detect()?;
             println!("{}", k.name().as_str());
         }
+        Command::Intent(args) => cli::intent::run(&args)?,
     }
     Ok(())
 }

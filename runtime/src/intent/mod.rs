@@ -86,7 +86,7 @@ impl IntentMatch {
             "intent": self.intent,
             "slots": self.slots,
             "stage": self.stage.map(Stage::as_str),
-            "score": (self.score * 1000.0).round() / 1000.0,
+            "score": (f64::from(self.score) * 1000.0).round() / 1000.0,
         })
     }
 }
