@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::data::{parse_at, IntentsFile, ListDef, ListValueDef, RangeDef, Source};
-use super::fuzzy::{bounded_levenshtein, max_edits};
+use super::fuzzy::{bounded_levenshtein, max_edits, FILLERS};
 use super::home::Home;
 use super::normalize::{normalize_phrase, parse_number_words, Normalized};
 use super::template::Expr;
@@ -70,8 +70,10 @@ pub(crate) struct Hit {
     pub intent: Arc<str>,
     pub slots: BTreeMap<String, Value>,
     pub response: Option<String>,
-    /// Sort key, lowest best: (edits, wildcards, -literal bytes, wildcard bytes).
+    /// Sort key, lowest best: (edits + skipped fillers, wildcards, -literal bytes, wildcard bytes).
     pub key: (usize, usize, isize, usize),
+    /// Filler words the fuzzy stage skipped.
+    pub fillers: usize,
     /// Bytes of home names matched fuzzily, and the edits that took.
     pub fuzzy_len: usize,
     pub edits: usize,
@@ -301,7 +303,12 @@ impl Matcher {
         let mut best: Option<Hit> = None;
         let mut steps = 0usize;
         for s in &self.sentences {
-            if !s.required.iter().all(|r| input.text.contains(&**r)) {
+            // The fuzzy stage skips fillers inside literal text, so it only asks for
+            // each word of the fragments.
+            let present = |r: &Box<str>| {
+                input.text.contains(&**r) || (fuzzy && r.split(' ').all(|w| input.text.contains(w)))
+            };
+            if !s.required.iter().all(present) {
                 continue;
             }
             let block = &self.blocks[s.block];
@@ -312,8 +319,18 @@ impl Matcher {
             }
             let len = input.text.len();
             run.node(&s.node, 0, &mut st, &mut |st, pos| {
-                if pos == len {
-                    if let Some(hit) = run.finish(st) {
+                let trailing = if pos == len {
+                    Some(0)
+                } else if fuzzy {
+                    run.trailing_fillers(pos)
+                } else {
+                    None
+                };
+                if let Some(extra) = trailing {
+                    st.fillers += extra;
+                    let hit = run.finish(st);
+                    st.fillers -= extra;
+                    if let Some(hit) = hit {
                         if best.as_ref().is_none_or(|b| (&hit.key, &*hit.intent) < (&b.key, &*b.intent)) {
                             best = Some(hit);
                         }
@@ -404,6 +421,7 @@ struct State {
     wildcard_len: usize,
     edits: usize,
     fuzzy_len: usize,
+    fillers: usize,
     steps: usize,
 }
 
@@ -455,12 +473,57 @@ impl Run<'_> {
         if st.steps > STEP_BUDGET {
             return true;
         }
+        if self.node_at(n, pos, st, k) {
+            return true;
+        }
+        // Fuzzy stage: a filler word ("uh", a doubled "the") may sit where this
+        // text or slot starts; skip it, at a cost.
+        if self.fuzzy && matches!(n, Node::Text(_) | Node::List { .. }) {
+            if let Some(next) = self.after_filler(pos) {
+                st.fillers += 1;
+                let stop = self.node(n, next, st, k);
+                st.fillers -= 1;
+                return stop;
+            }
+        }
+        false
+    }
+
+    /// If a filler word starts at `pos` (or just after the space at `pos`), the
+    /// position past it in the same phase (at a space, or at a word start).
+    fn after_filler(&self, pos: usize) -> Option<usize> {
+        let at_space = self.text.get(pos) == Some(&b' ');
+        let start = if at_space { pos + 1 } else { pos };
+        if !self.at_word_start(start) || start >= self.text.len() {
+            return None;
+        }
+        let end = self.text[start..].iter().position(|&c| c == b' ').map_or(self.text.len(), |i| start + i);
+        let word = std::str::from_utf8(&self.text[start..end]).ok()?;
+        if !FILLERS.contains(&word) {
+            return None;
+        }
+        Some(if at_space || end == self.text.len() { end } else { end + 1 })
+    }
+
+    /// At the end of a template: the rest of the input is only fillers (fuzzy stage).
+    pub(crate) fn trailing_fillers(&self, mut pos: usize) -> Option<usize> {
+        let mut n = 0;
+        while pos < self.text.len() {
+            pos = self.after_filler(pos)?;
+            n += 1;
+        }
+        Some(n)
+    }
+
+    fn node_at(&self, n: &Node, pos: usize, st: &mut State, k: &mut Cont<'_>) -> bool {
         match n {
             Node::Text(t) => match self.text_at(t.as_bytes(), pos) {
-                Some((end, lit)) => {
+                Some((end, lit, skipped)) => {
                     st.literal += lit;
+                    st.fillers += skipped;
                     let stop = k(st, end);
                     st.literal -= lit;
+                    st.fillers -= skipped;
                     stop
                 }
                 None => false,
@@ -485,9 +548,18 @@ impl Run<'_> {
 
     /// Literal text: bytes must be equal; a template space matches one input space, or
     /// nothing where the input is already at a word boundary (so `[the] light` works).
-    fn text_at(&self, t: &[u8], mut pos: usize) -> Option<(usize, usize)> {
-        let mut lit = 0;
-        for &c in t {
+    /// In the fuzzy stage, a filler word where a template word should start is skipped
+    /// (only on a mismatch, so a template's own "the" still matches).
+    fn text_at(&self, t: &[u8], mut pos: usize) -> Option<(usize, usize, usize)> {
+        let (mut lit, mut skipped) = (0, 0);
+        let mut i = 0;
+        // Where the current template word started, in template and input, and `lit` then.
+        let (mut tw, mut pw, mut lw) = (0, pos, 0);
+        while i < t.len() {
+            let c = t[i];
+            if c != b' ' && (i == 0 || t[i - 1] == b' ') {
+                (tw, pw, lw) = (i, pos, lit);
+            }
             if c == b' ' {
                 if self.text.get(pos) == Some(&b' ') {
                     pos += 1;
@@ -497,11 +569,19 @@ impl Run<'_> {
             } else if self.text.get(pos) == Some(&c) {
                 pos += 1;
                 lit += 1;
+            } else if self.fuzzy && self.at_word_start(pw) && (tw == 0 || t[tw - 1] == b' ') {
+                // The input word where this template word started may be a filler
+                // ("hmm" against "hour"): skip it and retry the template word.
+                pos = self.after_filler(pw)?;
+                (i, lit) = (tw, lw);
+                skipped += 1;
+                continue;
             } else {
                 return None;
             }
+            i += 1;
         }
-        Some((pos, lit))
+        Some((pos, lit, skipped))
     }
 
     fn value_allowed(&self, ctx: &[(Arc<str>, Value)]) -> bool {
@@ -545,29 +625,37 @@ impl Run<'_> {
         false
     }
 
-    /// A home name said slightly wrong: spans of about the name's word count, within
-    /// the length-scaled edit threshold.
+    /// A home name said slightly wrong: spans of about the name's word count (plus
+    /// room for fillers said inside it), within the length-scaled edit threshold.
     fn fuzzy_value(&self, v: &ListValue, slot: &Arc<str>, pos: usize, st: &mut State, k: &mut Cont<'_>) -> bool {
         let Some(name) = &v.fuzzy else { return false };
-        let budget = max_edits(name.len());
-        if budget == 0 || !self.at_word_start(pos) || pos >= self.text.len() {
+        if !self.at_word_start(pos) || pos >= self.text.len() {
             return false;
         }
-        let words = name.split(' ').count();
+        let budget = max_edits(name.len());
+        let name_words: Vec<&str> = name.split(' ').collect();
         let mut end = pos;
-        for n in 1..=words + 1 {
-            // Advance `end` to the end of the n-th word from `pos`.
+        for n in 1..=name_words.len() + 3 {
             while end < self.text.len() && self.text[end] != b' ' {
                 end += 1;
             }
-            if n + 1 >= words {
-                if let Some(d) = bounded_levenshtein(&self.text[pos..end], name.as_bytes(), budget) {
-                    if d > 0 {
+            if n + 1 >= name_words.len() {
+                let span = std::str::from_utf8(&self.text[pos..end]).unwrap_or("");
+                let kept: Vec<&str> = span
+                    .split(' ')
+                    .filter(|w| !FILLERS.contains(w) || name_words.contains(w))
+                    .collect();
+                let removed = span.split(' ').count() - kept.len();
+                let first_kept = kept.first().is_some_and(|w| span.starts_with(w));
+                if let (true, Some(d)) = (first_kept, bounded_levenshtein(kept.join(" ").as_bytes(), name.as_bytes(), budget)) {
+                    if d + removed > 0 {
                         self.push_slot(st, slot, v, pos, end);
                         st.edits += d;
+                        st.fillers += removed;
                         st.fuzzy_len += name.len();
                         let stop = k(st, end);
                         st.edits -= d;
+                        st.fillers -= removed;
                         st.fuzzy_len -= name.len();
                         self.pop_slot(st, v);
                         if stop {
@@ -605,8 +693,25 @@ impl Run<'_> {
                 offsets.push(off);
                 off += 1;
             }
-            for (v, n) in parse_number_words(&words) {
+            let parsed = parse_number_words(&words);
+            let used = parsed.last().map_or(0, |&(_, n)| n);
+            for &(v, n) in &parsed {
                 candidates.push((v as f64, offsets[n - 1]));
+            }
+            // A number word glued to a unit ("four thousand eight hundredk"): the
+            // next word's longest number-word prefix may end the number.
+            if let Some(next) = words.get(used) {
+                let start = offsets[used] - next.len();
+                for cut in (1..next.len()).rev().filter(|&c| next.is_char_boundary(c)) {
+                    let mut w2 = words[..used].to_vec();
+                    w2.push(&next[..cut]);
+                    if let Some(&(v, n)) = parse_number_words(&w2).last() {
+                        if n == used + 1 {
+                            candidates.push((v as f64, start + cut));
+                            break;
+                        }
+                    }
+                }
             }
         }
         for (v, end) in candidates {
@@ -700,7 +805,8 @@ impl Run<'_> {
             intent: b.intent.clone(),
             slots,
             response: b.response.clone(),
-            key: (st.edits, st.wildcards, -(st.literal as isize), st.wildcard_len),
+            key: (st.edits + st.fillers, st.wildcards, -(st.literal as isize), st.wildcard_len),
+            fillers: st.fillers,
             fuzzy_len: st.fuzzy_len,
             edits: st.edits,
         })

@@ -161,27 +161,18 @@ impl IntentEngine {
         if let Some(hit) = self.best_of(&variants, false) {
             return finish(text, hit, Stage::Template, 1.0);
         }
-        // Fuzzy: drop fillers, and let home names be near misses.
-        let fillers: Vec<Vec<String>> = fuzzy::FILLERS.iter().map(|w| vec![w.to_string()]).collect();
-        let mut fuzzy_variants: Vec<(Normalized, usize)> = Vec::new();
-        for v in &variants {
-            fuzzy_variants.push((v.clone(), 0));
-            let dropped = remove_phrases(v, &fillers);
-            let removed = v.text.split(' ').count() - dropped.text.split(' ').count();
-            if removed > 0 && !dropped.text.is_empty() {
-                fuzzy_variants.push((dropped, removed));
-            }
-        }
+        // Fuzzy: filler words skipped where they get in the way, and home names
+        // that are near misses.
         let mut best: Option<(f32, Hit)> = None;
-        for (v, removed) in &fuzzy_variants {
+        for v in &variants {
             if let Some(hit) = self.matcher.best(v, true) {
                 let name_score = if hit.fuzzy_len == 0 {
                     1.0
                 } else {
                     1.0 - hit.edits as f32 / hit.fuzzy_len as f32
                 };
-                // Each dropped filler costs a little: the parse needed more help.
-                let score = name_score * 0.95 * (1.0 - 0.02 * *removed as f32).max(0.8);
+                // Each skipped filler costs a little: the parse needed more help.
+                let score = name_score * 0.95 * (1.0 - 0.03 * hit.fillers as f32).max(0.7);
                 if best.as_ref().is_none_or(|(s, _)| score > *s) {
                     best = Some((score, hit));
                 }
