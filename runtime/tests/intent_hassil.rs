@@ -7,7 +7,10 @@ use intent_common::{engine, same_slots};
 use serde_json::Value;
 
 fn fixture() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/intents_hassil.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/intents_hassil.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture JSON")
 }
 
@@ -19,7 +22,9 @@ fn same_intent_and_slots_as_hassil_on_every_sentence_it_accepts() {
     let mut accepted = 0;
     let mut mismatches = Vec::new();
     for case in cases {
-        let Some(intent) = case["intent"].as_str() else { continue };
+        let Some(intent) = case["intent"].as_str() else {
+            continue;
+        };
         accepted += 1;
         let text = case["text"].as_str().expect("text");
         let m = engine.recognize(text);
@@ -31,8 +36,16 @@ fn same_intent_and_slots_as_hassil_on_every_sentence_it_accepts() {
             ));
         }
     }
-    assert!(accepted >= 300, "fixture too small: {accepted} accepted sentences");
-    assert!(mismatches.is_empty(), "{} of {accepted} differ:\n{}", mismatches.len(), mismatches.join("\n"));
+    assert!(
+        accepted >= 300,
+        "fixture too small: {accepted} accepted sentences"
+    );
+    assert!(
+        mismatches.is_empty(),
+        "{} of {accepted} differ:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
 }
 
 #[test]
@@ -40,17 +53,34 @@ fn accepts_off_phrasings_that_hassil_rejects() {
     let engine = engine();
     let fx = fixture();
     let off = fx["off_phrasings"].as_array().expect("off_phrasings");
-    assert!(off.len() >= 100, "fixture too small: {} off-phrasings", off.len());
+    assert!(
+        off.len() >= 100,
+        "fixture too small: {} off-phrasings",
+        off.len()
+    );
     let mut misses = Vec::new();
     for case in off {
         let text = case["text"].as_str().expect("text");
         let m = engine.recognize(text);
-        let ok = m.intent.as_deref() == case["intent"].as_str() && same_slots(&m.slots, &case["slots"]);
+        let ok =
+            m.intent.as_deref() == case["intent"].as_str() && same_slots(&m.slots, &case["slots"]);
         if !ok {
-            misses.push(format!("{text:?} ({}): want {} {}, got {}", case["kind"], case["intent"], case["slots"], m.to_json()));
+            misses.push(format!(
+                "{text:?} ({}): want {} {}, got {}",
+                case["kind"],
+                case["intent"],
+                case["slots"],
+                m.to_json()
+            ));
         } else {
             assert!(m.score > 0.0 && m.score <= 1.0);
         }
     }
-    assert!(misses.is_empty(), "{} of {} missed:\n{}", misses.len(), off.len(), misses.join("\n"));
+    assert!(
+        misses.is_empty(),
+        "{} of {} missed:\n{}",
+        misses.len(),
+        off.len(),
+        misses.join("\n")
+    );
 }

@@ -22,11 +22,17 @@ pub struct IntentArgs {
     /// Extra sentences/lists in Home Assistant's YAML shape (repeatable).
     #[arg(long)]
     pub custom: Vec<PathBuf>,
+    /// Add the matching time in microseconds ("us") to each line (for benchmarks).
+    #[arg(long)]
+    pub timings: bool,
 }
 
 /// Runs the command.
 pub fn run(args: &IntentArgs) -> Result<()> {
-    let data = args.data.clone().unwrap_or_else(|| default_data_path(&args.lang));
+    let data = args
+        .data
+        .clone()
+        .unwrap_or_else(|| default_data_path(&args.lang));
     let engine = IntentEngine::load(&data, &args.custom, &args.home).context("loading intents")?;
     for w in engine.warnings() {
         eprintln!("warning: {w}");
@@ -35,8 +41,14 @@ pub fn run(args: &IntentArgs) -> Result<()> {
     let mut out = BufWriter::new(std::io::stdout().lock());
     for line in stdin.lock().lines() {
         let line = line.context("reading stdin")?;
+        let start = std::time::Instant::now();
         let m = engine.recognize(&line);
-        serde_json::to_writer(&mut out, &m.to_json())?;
+        let us = start.elapsed().as_secs_f64() * 1e6;
+        let mut json = m.to_json();
+        if args.timings {
+            json["us"] = serde_json::json!(us);
+        }
+        serde_json::to_writer(&mut out, &json)?;
         out.write_all(b"\n")?;
         out.flush()?;
     }

@@ -271,9 +271,16 @@ mod tests {
         let f = IntentsFile::from_yaml(&s).unwrap();
         f.validate(&s).unwrap();
         assert_eq!(f.intents["HassTurnOn"].data[0].sentences, ["engage {name}"]);
-        assert!(matches!(f.lists["speed"], ListDef::Range { ref range } if range.to == 3.0 && range.step == 1.0));
-        assert!(matches!(f.lists["anything"], ListDef::Wildcard { wildcard: true }));
-        let ListDef::Values { values } = &f.lists["mood"] else { panic!() };
+        assert!(
+            matches!(f.lists["speed"], ListDef::Range { ref range } if range.to == 3.0 && range.step == 1.0)
+        );
+        assert!(matches!(
+            f.lists["anything"],
+            ListDef::Wildcard { wildcard: true }
+        ));
+        let ListDef::Values { values } = &f.lists["mood"] else {
+            panic!()
+        };
         assert!(matches!(&values[0], ListValueDef::Plain(s) if s == "calm"));
     }
 
@@ -283,13 +290,17 @@ mod tests {
         let f = IntentsFile::from_yaml(&s).unwrap();
         let e = f.validate(&s).unwrap_err().to_string();
         // The template starts at column 14 of line 5; '(' is its 8th character.
-        assert!(e.starts_with("custom.yaml:5:21: template error: unclosed '('"), "{e}");
+        assert!(
+            e.starts_with("custom.yaml:5:21: template error: unclosed '('"),
+            "{e}"
+        );
     }
 
     #[test]
     fn unknown_intent_is_an_error() {
         let mut base = IntentsFile::default();
-        base.intents.insert("HassTurnOn".into(), IntentEntry::default());
+        base.intents
+            .insert("HassTurnOn".into(), IntentEntry::default());
         let s = src("intents:\n  HassTurnOnn:\n    data:\n      - sentences: [\"x\"]\n");
         let user = IntentsFile::from_yaml(&s).unwrap();
         let e = base.merge_user(user, &s).unwrap_err().to_string();

@@ -5,8 +5,8 @@
 /// articles an STT adds or a speaker drops).
 pub const FILLERS: &[&str] = &[
     "please", "uh", "uhm", "um", "umm", "er", "erm", "hmm", "ah", "oh", "like", "just", "hey",
-    "okay", "ok", "so", "well", "now", "the", "a", "an", "my", "our", "kindly", "thanks",
-    "thank", "you",
+    "okay", "ok", "so", "well", "now", "the", "a", "an", "my", "our", "kindly", "thanks", "thank",
+    "you",
 ];
 
 /// Levenshtein distance over bytes, capped: returns `None` once it exceeds `max`.
@@ -54,7 +54,10 @@ mod tests {
     fn distance() {
         assert_eq!(bounded_levenshtein(b"kitchen", b"kitchen", 0), Some(0));
         assert_eq!(bounded_levenshtein(b"kitchen", b"kitchin", 1), Some(1));
-        assert_eq!(bounded_levenshtein(b"overhead light", b"over head light", 2), Some(1));
+        assert_eq!(
+            bounded_levenshtein(b"overhead light", b"over head light", 2),
+            Some(1)
+        );
         assert_eq!(bounded_levenshtein(b"garage", b"bedroom", 2), None);
         assert_eq!(bounded_levenshtein(b"", b"abc", 3), Some(3));
     }

@@ -77,9 +77,11 @@ fn yes() -> bool {
 impl Home {
     /// Parses and validates YAML. Returns the home and its warnings.
     pub fn from_yaml(text: &str, origin: &str) -> Result<(Home, Vec<String>)> {
-        let home: Home = serde_norway::from_str(text)
-            .map_err(|e| Error::Format(format!("{origin}: {e}")))?;
-        let warnings = home.validate().map_err(|e| Error::Invalid(format!("{origin}: {e}")))?;
+        let home: Home =
+            serde_norway::from_str(text).map_err(|e| Error::Format(format!("{origin}: {e}")))?;
+        let warnings = home
+            .validate()
+            .map_err(|e| Error::Invalid(format!("{origin}: {e}")))?;
         Ok((home, warnings))
     }
 
@@ -141,7 +143,9 @@ impl Home {
         let s = normalize_phrase(self.satellite_area.as_deref()?);
         self.areas
             .iter()
-            .find(|a| normalize_phrase(&a.name) == s || a.aliases.iter().any(|x| normalize_phrase(x) == s))
+            .find(|a| {
+                normalize_phrase(&a.name) == s || a.aliases.iter().any(|x| normalize_phrase(x) == s)
+            })
             .map(|a| a.name.as_str())
     }
 }
@@ -158,7 +162,9 @@ fn unique_names<'a>(
                 return Err(format!("{kind} with a blank name or alias ('{name}')"));
             }
             if let Some(prev) = map.insert(key, name.as_str()) {
-                return Err(format!("duplicate {kind} name '{n}' ('{prev}' and '{name}')"));
+                return Err(format!(
+                    "duplicate {kind} name '{n}' ('{prev}' and '{name}')"
+                ));
             }
         }
     }

@@ -100,13 +100,31 @@ struct Compiler<'a> {
 }
 
 impl Compiler<'_> {
-    fn node(&mut self, e: &Expr, rules: &HashMap<String, usize>, lists: &HashMap<String, usize>) -> Result<Node> {
+    fn node(
+        &mut self,
+        e: &Expr,
+        rules: &HashMap<String, usize>,
+        lists: &HashMap<String, usize>,
+    ) -> Result<Node> {
         Ok(match e {
             Expr::Text(t) => Node::Text(normalize_template_text(t).into()),
-            Expr::Seq(items) => Node::Seq(items.iter().map(|i| self.node(i, rules, lists)).collect::<Result<_>>()?),
-            Expr::Alt(items) => Node::Alt(items.iter().map(|i| self.node(i, rules, lists)).collect::<Result<_>>()?),
+            Expr::Seq(items) => Node::Seq(
+                items
+                    .iter()
+                    .map(|i| self.node(i, rules, lists))
+                    .collect::<Result<_>>()?,
+            ),
+            Expr::Alt(items) => Node::Alt(
+                items
+                    .iter()
+                    .map(|i| self.node(i, rules, lists))
+                    .collect::<Result<_>>()?,
+            ),
             Expr::Rule(name) => Node::Rule(*rules.get(name).ok_or_else(|| {
-                Error::Format(format!("{}: unknown expansion rule <{name}>", self.src.name))
+                Error::Format(format!(
+                    "{}: unknown expansion rule <{name}>",
+                    self.src.name
+                ))
             })?),
             Expr::List { list, slot } => {
                 let id = match lists.get(list) {
@@ -114,14 +132,18 @@ impl Compiler<'_> {
                     None => {
                         // Lists HA fills at run time from its registry (none here):
                         // compile to an empty list so the template just never matches.
-                        self.warnings.push(format!("{}: list {{{list}}} is not defined", self.src.name));
+                        self.warnings
+                            .push(format!("{}: list {{{list}}} is not defined", self.src.name));
                         self.lists.push(SlotList::Values(Vec::new()));
                         let id = self.lists.len() - 1;
                         self.list_ids.insert(list.clone(), id);
                         id
                     }
                 };
-                Node::List { list: id, slot: slot.as_str().into() }
+                Node::List {
+                    list: id,
+                    slot: slot.as_str().into(),
+                }
             }
         })
     }
@@ -136,13 +158,20 @@ impl Compiler<'_> {
                 for v in values {
                     let (input, value_out, context) = match v {
                         ListValueDef::Plain(s) => (s, None, Default::default()),
-                        ListValueDef::Full { input, out, context } => (input, out.clone(), context.clone()),
+                        ListValueDef::Full {
+                            input,
+                            out,
+                            context,
+                        } => (input, out.clone(), context.clone()),
                     };
                     let expr = parse_at(input, self.src)?;
                     out.push(ListValue {
                         input: self.node(&expr, rules, &empty)?,
                         out: value_out,
-                        context: context.into_iter().map(|(k, v)| (Arc::from(k.as_str()), v)).collect(),
+                        context: context
+                            .into_iter()
+                            .map(|(k, v)| (Arc::from(k.as_str()), v))
+                            .collect(),
                         fuzzy: None,
                     });
                 }
@@ -153,8 +182,12 @@ impl Compiler<'_> {
 }
 
 fn range_list(r: &RangeDef) -> Result<SlotList> {
-    if !(r.from <= r.to) || !(r.step > 0.0) || !r.multiplier.is_finite() {
-        return Err(Error::Format(format!("bad range {}..{} step {}", r.from, r.to, r.step)));
+    let ordered = r.from.partial_cmp(&r.to).is_some_and(|o| o.is_le());
+    if !ordered || r.step.is_nan() || r.step <= 0.0 || !r.multiplier.is_finite() {
+        return Err(Error::Format(format!(
+            "bad range {}..{} step {}",
+            r.from, r.to, r.step
+        )));
     }
     Ok(SlotList::Range(RangeList {
         from: r.from,
@@ -193,10 +226,15 @@ fn required(node: &Node, rules: &[Node], depth: usize) -> Vec<Box<str>> {
                 vec![t.into()]
             }
         }
-        Node::Seq(items) => items.iter().flat_map(|i| required(i, rules, depth + 1)).collect(),
+        Node::Seq(items) => items
+            .iter()
+            .flat_map(|i| required(i, rules, depth + 1))
+            .collect(),
         Node::Alt(items) => {
             let mut sets = items.iter().map(|i| required(i, rules, depth + 1));
-            let Some(mut acc) = sets.next() else { return Vec::new() };
+            let Some(mut acc) = sets.next() else {
+                return Vec::new();
+            };
             for s in sets {
                 acc.retain(|x| s.contains(x));
             }
@@ -259,7 +297,9 @@ impl Matcher {
                     lists.insert(name.clone(), c.lists.len() - 1);
                 }
                 let pairs = |m: &BTreeMap<String, Value>| -> Vec<(Arc<str>, Value)> {
-                    m.iter().map(|(k, v)| (Arc::from(k.as_str()), v.clone())).collect()
+                    m.iter()
+                        .map(|(k, v)| (Arc::from(k.as_str()), v.clone()))
+                        .collect()
                 };
                 blocks.push(Block {
                     intent: intent.clone(),
@@ -271,18 +311,31 @@ impl Matcher {
                 for s in &block.sentences {
                     let e = parse_at(s, src)?;
                     let node = c.node(&e, &rules, &lists)?;
-                    sentences.push(Sentence { node, block: blocks.len() - 1, required: Vec::new() });
+                    sentences.push(Sentence {
+                        node,
+                        block: blocks.len() - 1,
+                        required: Vec::new(),
+                    });
                 }
             }
         }
-        let rules: Vec<Node> = c.rules.into_iter().map(|r| r.expect("all rules compiled")).collect();
+        let rules: Vec<Node> = c
+            .rules
+            .into_iter()
+            .map(|r| r.expect("all rules compiled"))
+            .collect();
         for s in &mut sentences {
             s.required = required(&s.node, &rules, 0);
         }
         let mut skip_words: Vec<Vec<String>> = file
             .skip_words
             .iter()
-            .map(|w| normalize_phrase(w).split(' ').map(String::from).collect::<Vec<_>>())
+            .map(|w| {
+                normalize_phrase(w)
+                    .split(' ')
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
             .filter(|w| !w.iter().all(String::is_empty))
             .collect();
         // Longest phrase first, so "i'd like to" wins over "i'd like".
@@ -305,15 +358,24 @@ impl Matcher {
         for s in &self.sentences {
             // The fuzzy stage skips fillers inside literal text, so it only asks for
             // each word of the fragments.
-            let present = |r: &Box<str>| {
-                input.text.contains(&**r) || (fuzzy && r.split(' ').all(|w| input.text.contains(w)))
+            let present = |r: &str| -> bool {
+                input.text.contains(r) || (fuzzy && r.split(' ').all(|w| input.text.contains(w)))
             };
-            if !s.required.iter().all(present) {
+            if !s.required.iter().all(|r| present(r)) {
                 continue;
             }
             let block = &self.blocks[s.block];
-            let run = Run { m: self, text: input.text.as_bytes(), cased: &input.cased, block, fuzzy };
-            let mut st = State { steps, ..State::default() };
+            let run = Run {
+                m: self,
+                text: input.text.as_bytes(),
+                cased: &input.cased,
+                block,
+                fuzzy,
+            };
+            let mut st = State {
+                steps,
+                ..State::default()
+            };
             if let Some(area) = &self.area_context {
                 st.ctx.push(("area".into(), Value::String(area.clone())));
             }
@@ -331,7 +393,10 @@ impl Matcher {
                     let hit = run.finish(st);
                     st.fillers -= extra;
                     if let Some(hit) = hit {
-                        if best.as_ref().is_none_or(|b| (&hit.key, &*hit.intent) < (&b.key, &*b.intent)) {
+                        if best
+                            .as_ref()
+                            .is_none_or(|b| (&hit.key, &*hit.intent) < (&b.key, &*b.intent))
+                        {
                             best = Some(hit);
                         }
                     }
@@ -361,7 +426,8 @@ fn home_lists(home: &Home) -> Vec<(&'static str, SlotList)> {
     };
     let mut names = Vec::new();
     for e in home.entities.iter().filter(|e| e.exposed) {
-        let mut ctx: Vec<(Arc<str>, Value)> = vec![("domain".into(), Value::String(e.domain.clone()))];
+        let mut ctx: Vec<(Arc<str>, Value)> =
+            vec![("domain".into(), Value::String(e.domain.clone()))];
         if let Some(dc) = &e.device_class {
             ctx.push(("device_class".into(), Value::String(dc.clone())));
         }
@@ -372,14 +438,26 @@ fn home_lists(home: &Home) -> Vec<(&'static str, SlotList)> {
     let areas = home
         .areas
         .iter()
-        .flat_map(|a| std::iter::once(&a.name).chain(&a.aliases).map(|s| value(s, &a.name, Vec::new())))
+        .flat_map(|a| {
+            std::iter::once(&a.name)
+                .chain(&a.aliases)
+                .map(|s| value(s, &a.name, Vec::new()))
+        })
         .collect();
     let floors = home
         .floors
         .iter()
-        .flat_map(|f| std::iter::once(&f.name).chain(&f.aliases).map(|s| value(s, &f.name, Vec::new())))
+        .flat_map(|f| {
+            std::iter::once(&f.name)
+                .chain(&f.aliases)
+                .map(|s| value(s, &f.name, Vec::new()))
+        })
         .collect();
-    vec![("name", SlotList::Values(names)), ("area", SlotList::Values(areas)), ("floor", SlotList::Values(floors))]
+    vec![
+        ("name", SlotList::Values(names)),
+        ("area", SlotList::Values(areas)),
+        ("floor", SlotList::Values(floors)),
+    ]
 }
 
 fn check_rule_cycles(rules: &[Option<Node>]) -> Result<()> {
@@ -387,7 +465,9 @@ fn check_rule_cycles(rules: &[Option<Node>]) -> Result<()> {
         match n {
             Node::Rule(id) => {
                 if stack.contains(id) {
-                    return Err(Error::Format("expansion rules refer to themselves (cycle)".into()));
+                    return Err(Error::Format(
+                        "expansion rules refer to themselves (cycle)".into(),
+                    ));
                 }
                 stack.push(*id);
                 if let Some(r) = &rules[*id] {
@@ -427,7 +507,11 @@ struct State {
 
 impl State {
     fn ctx_get(&self, key: &str) -> Option<&Value> {
-        self.ctx.iter().rev().find(|(k, _)| &**k == key).map(|(_, v)| v)
+        self.ctx
+            .iter()
+            .rev()
+            .find(|(k, _)| &**k == key)
+            .map(|(_, v)| v)
     }
 }
 
@@ -497,12 +581,19 @@ impl Run<'_> {
         if !self.at_word_start(start) || start >= self.text.len() {
             return None;
         }
-        let end = self.text[start..].iter().position(|&c| c == b' ').map_or(self.text.len(), |i| start + i);
+        let end = self.text[start..]
+            .iter()
+            .position(|&c| c == b' ')
+            .map_or(self.text.len(), |i| start + i);
         let word = std::str::from_utf8(&self.text[start..end]).ok()?;
         if !FILLERS.contains(&word) {
             return None;
         }
-        Some(if at_space || end == self.text.len() { end } else { end + 1 })
+        Some(if at_space || end == self.text.len() {
+            end
+        } else {
+            end + 1
+        })
     }
 
     /// At the end of a template: the rest of the input is only fillers (fuzzy stage).
@@ -586,12 +677,22 @@ impl Run<'_> {
 
     fn value_allowed(&self, ctx: &[(Arc<str>, Value)]) -> bool {
         let get = |key: &str| ctx.iter().find(|(k, _)| &**k == key).map(|(_, v)| v);
-        self.block.requires.iter().all(|(k, req)| get(k).is_none_or(|a| ctx_matches(req, a)))
-            && self.block.excludes.iter().all(|(k, ex)| get(k).is_none_or(|a| !ctx_matches(ex, a)))
+        self.block
+            .requires
+            .iter()
+            .all(|(k, req)| get(k).is_none_or(|a| ctx_matches(req, a)))
+            && self
+                .block
+                .excludes
+                .iter()
+                .all(|(k, ex)| get(k).is_none_or(|a| !ctx_matches(ex, a)))
     }
 
     fn push_slot(&self, st: &mut State, slot: &Arc<str>, v: &ListValue, start: usize, end: usize) {
-        let value = v.out.clone().unwrap_or_else(|| Value::String(self.cased[start..end].trim().to_string()));
+        let value = v
+            .out
+            .clone()
+            .unwrap_or_else(|| Value::String(self.cased[start..end].trim().to_string()));
         st.slots.push((slot.clone(), value, false));
         st.ctx.extend(v.context.iter().cloned());
     }
@@ -601,7 +702,14 @@ impl Run<'_> {
         st.ctx.truncate(st.ctx.len() - v.context.len());
     }
 
-    fn values(&self, values: &[ListValue], slot: &Arc<str>, pos: usize, st: &mut State, k: &mut Cont<'_>) -> bool {
+    fn values(
+        &self,
+        values: &[ListValue],
+        slot: &Arc<str>,
+        pos: usize,
+        st: &mut State,
+        k: &mut Cont<'_>,
+    ) -> bool {
         for v in values {
             if !self.value_allowed(&v.context) {
                 continue;
@@ -627,7 +735,14 @@ impl Run<'_> {
 
     /// A home name said slightly wrong: spans of about the name's word count (plus
     /// room for fillers said inside it), within the length-scaled edit threshold.
-    fn fuzzy_value(&self, v: &ListValue, slot: &Arc<str>, pos: usize, st: &mut State, k: &mut Cont<'_>) -> bool {
+    fn fuzzy_value(
+        &self,
+        v: &ListValue,
+        slot: &Arc<str>,
+        pos: usize,
+        st: &mut State,
+        k: &mut Cont<'_>,
+    ) -> bool {
         let Some(name) = &v.fuzzy else { return false };
         if !self.at_word_start(pos) || pos >= self.text.len() {
             return false;
@@ -647,7 +762,10 @@ impl Run<'_> {
                     .collect();
                 let removed = span.split(' ').count() - kept.len();
                 let first_kept = kept.first().is_some_and(|w| span.starts_with(w));
-                if let (true, Some(d)) = (first_kept, bounded_levenshtein(kept.join(" ").as_bytes(), name.as_bytes(), budget)) {
+                if let (true, Some(d)) = (
+                    first_kept,
+                    bounded_levenshtein(kept.join(" ").as_bytes(), name.as_bytes(), budget),
+                ) {
                     if d + removed > 0 {
                         self.push_slot(st, slot, v, pos, end);
                         st.edits += d;
@@ -672,12 +790,22 @@ impl Run<'_> {
         false
     }
 
-    fn range(&self, r: &RangeList, slot: &Arc<str>, pos: usize, st: &mut State, k: &mut Cont<'_>) -> bool {
+    fn range(
+        &self,
+        r: &RangeList,
+        slot: &Arc<str>,
+        pos: usize,
+        st: &mut State,
+        k: &mut Cont<'_>,
+    ) -> bool {
         if !self.at_word_start(pos) {
             return false;
         }
         let mut candidates: Vec<(f64, usize)> = Vec::new();
-        let digits = self.text[pos..].iter().take_while(|c| c.is_ascii_digit() || **c == b'.').count();
+        let digits = self.text[pos..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit() || **c == b'.')
+            .count();
         if digits > 0 {
             let s = std::str::from_utf8(&self.text[pos..pos + digits]).unwrap_or("");
             if let Ok(v) = s.trim_end_matches('.').parse::<f64>() {
@@ -805,7 +933,12 @@ impl Run<'_> {
             intent: b.intent.clone(),
             slots,
             response: b.response.clone(),
-            key: (st.edits + st.fillers, st.wildcards, -(st.literal as isize), st.wildcard_len),
+            key: (
+                st.edits + st.fillers,
+                st.wildcards,
+                -(st.literal as isize),
+                st.wildcard_len,
+            ),
             fillers: st.fillers,
             fuzzy_len: st.fuzzy_len,
             edits: st.edits,

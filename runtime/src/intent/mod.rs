@@ -99,11 +99,15 @@ pub struct IntentEngine {
 
 /// Where `scripts/fetch-models` puts `<lang>.json`: `$HEARTH_HOME/intents/<lang>.json`.
 pub fn default_data_path(lang: &str) -> PathBuf {
-    let home = std::env::var_os("HEARTH_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        let mut p = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-        p.push(".cache/hearth");
-        p
-    });
+    let home = std::env::var_os("HEARTH_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let mut p = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            p.push(".cache/hearth");
+            p
+        });
     home.join("intents").join(format!("{lang}.json"))
 }
 
@@ -179,7 +183,9 @@ impl IntentEngine {
             }
         }
         match best {
-            Some((score, hit)) if score >= fuzzy::MIN_SCORE => finish(text, hit, Stage::Fuzzy, score),
+            Some((score, hit)) if score >= fuzzy::MIN_SCORE => {
+                finish(text, hit, Stage::Fuzzy, score)
+            }
             _ => IntentMatch::none(text),
         }
     }
@@ -188,7 +194,10 @@ impl IntentEngine {
         let mut best: Option<Hit> = None;
         for v in variants {
             if let Some(hit) = self.matcher.best(v, fuzzy) {
-                if best.as_ref().is_none_or(|b| (&hit.key, &*hit.intent) < (&b.key, &*b.intent)) {
+                if best
+                    .as_ref()
+                    .is_none_or(|b| (&hit.key, &*hit.intent) < (&b.key, &*b.intent))
+                {
                     best = Some(hit);
                 }
             }
@@ -217,7 +226,9 @@ fn remove_phrases(input: &Normalized, phrases: &[Vec<String>]) -> Normalized {
     let mut i = 0;
     'outer: while i < words.len() {
         for p in phrases {
-            if words.len() - i >= p.len() && words[i..i + p.len()].iter().zip(p).all(|(a, b)| *a == b) {
+            if words.len() - i >= p.len()
+                && words[i..i + p.len()].iter().zip(p).all(|(a, b)| *a == b)
+            {
                 i += p.len();
                 continue 'outer;
             }

@@ -146,7 +146,8 @@ pub fn parse_number_words(words: &[&str]) -> Vec<(u64, usize)> {
             current += t;
             kind = "tens";
         } else if w == "hundred" {
-            if !matches!(last, Some("unit")) || current == 0 || current >= 10 && current % 100 >= 10 {
+            if !matches!(last, Some("unit")) || current == 0 || current >= 10 && current % 100 >= 10
+            {
                 break;
             }
             current *= 100;

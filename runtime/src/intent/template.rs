@@ -177,7 +177,9 @@ impl Parser {
                 None => return Err(self.error_at(start, format!("unclosed '{open}'"))),
                 Some(&c) if c == close => break,
                 Some(&c) if "()[]{}<>|;\\".contains(c) => {
-                    return Err(self.error_at(self.pos, format!("unexpected '{c}' in '{open}…{close}'")))
+                    return Err(
+                        self.error_at(self.pos, format!("unexpected '{c}' in '{open}…{close}'"))
+                    )
                 }
                 Some(&c) => name.push(c),
             }
@@ -326,7 +328,10 @@ mod tests {
             panic!("expected alternatives")
         };
         assert_eq!(alts.len(), 6);
-        assert_eq!(alts[0], Expr::Seq(vec![t("a"), t(" "), t("b"), t(" "), t("c")]));
+        assert_eq!(
+            alts[0],
+            Expr::Seq(vec![t("a"), t(" "), t("b"), t(" "), t("c")])
+        );
     }
 
     #[test]

@@ -17,7 +17,10 @@ pub fn data_path() -> PathBuf {
 }
 
 pub fn home_path() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/home.yaml"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/home.yaml"
+    ))
 }
 
 pub fn engine() -> IntentEngine {
@@ -26,12 +29,16 @@ pub fn engine() -> IntentEngine {
 
 /// Slots equal, numbers compared by value (hassil reports ranges as floats).
 pub fn same_slots(ours: &BTreeMap<String, Value>, theirs: &Value) -> bool {
-    let Some(theirs) = theirs.as_object() else { return false };
+    let Some(theirs) = theirs.as_object() else {
+        return false;
+    };
     ours.len() == theirs.len()
         && ours.iter().all(|(k, v)| {
-            theirs.get(k).is_some_and(|t| match (v.as_f64(), t.as_f64()) {
-                (Some(a), Some(b)) => a == b,
-                _ => v == t,
-            })
+            theirs
+                .get(k)
+                .is_some_and(|t| match (v.as_f64(), t.as_f64()) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => v == t,
+                })
         })
 }
