@@ -24,7 +24,14 @@ pub(crate) enum Node {
     Seq(Vec<Node>),
     Alt(Vec<Node>),
     Rule(usize),
-    List { list: usize, slot: Arc<str> },
+    List {
+        list: usize,
+        slot: Arc<str>,
+    },
+    /// A subtree without slots (only text, alternatives, rules of text): its parses
+    /// are collected and de-duplicated by end position before the continuation runs,
+    /// so nested optional rules (`[<all>] [<the>]`) do not multiply the work after them.
+    Pure(Box<Node>),
 }
 
 struct ListValue {
@@ -241,7 +248,31 @@ fn required(node: &Node, rules: &[Node], depth: usize) -> Vec<Box<str>> {
             acc
         }
         Node::Rule(id) => required(&rules[*id], rules, depth + 1),
+        Node::Pure(inner) => required(inner, rules, depth + 1),
         Node::List { .. } => Vec::new(),
+    }
+}
+
+fn is_pure(n: &Node, rules: &[Node]) -> bool {
+    match n {
+        Node::Text(_) | Node::Pure(_) => true,
+        Node::List { .. } => false,
+        Node::Seq(items) | Node::Alt(items) => items.iter().all(|i| is_pure(i, rules)),
+        Node::Rule(id) => is_pure(&rules[*id], rules),
+    }
+}
+
+/// Wraps slot-free alternatives and rule references in `Node::Pure`.
+fn mark_pure(n: Node, rules: &[Node]) -> Node {
+    let n = match n {
+        Node::Seq(items) => Node::Seq(items.into_iter().map(|i| mark_pure(i, rules)).collect()),
+        Node::Alt(items) => Node::Alt(items.into_iter().map(|i| mark_pure(i, rules)).collect()),
+        n => n,
+    };
+    if matches!(n, Node::Alt(_) | Node::Rule(_)) && is_pure(&n, rules) {
+        Node::Pure(Box::new(n))
+    } else {
+        n
     }
 }
 
@@ -324,7 +355,16 @@ impl Matcher {
             .into_iter()
             .map(|r| r.expect("all rules compiled"))
             .collect();
+        let marked: Vec<Node> = rules
+            .iter()
+            .map(|r| mark_pure(clone_node(r), &rules))
+            .collect();
+        let rules = marked;
         for s in &mut sentences {
+            s.node = mark_pure(
+                std::mem::replace(&mut s.node, Node::Seq(Vec::new())),
+                &rules,
+            );
             s.required = required(&s.node, &rules, 0);
         }
         let mut skip_words: Vec<Vec<String>> = file
@@ -460,6 +500,20 @@ fn home_lists(home: &Home) -> Vec<(&'static str, SlotList)> {
     ]
 }
 
+fn clone_node(n: &Node) -> Node {
+    match n {
+        Node::Text(t) => Node::Text(t.clone()),
+        Node::Seq(items) => Node::Seq(items.iter().map(clone_node).collect()),
+        Node::Alt(items) => Node::Alt(items.iter().map(clone_node).collect()),
+        Node::Rule(id) => Node::Rule(*id),
+        Node::List { list, slot } => Node::List {
+            list: *list,
+            slot: slot.clone(),
+        },
+        Node::Pure(inner) => Node::Pure(Box::new(clone_node(inner))),
+    }
+}
+
 fn check_rule_cycles(rules: &[Option<Node>]) -> Result<()> {
     fn visit(n: &Node, rules: &[Option<Node>], stack: &mut Vec<usize>) -> Result<()> {
         match n {
@@ -560,9 +614,9 @@ impl Run<'_> {
         if self.node_at(n, pos, st, k) {
             return true;
         }
-        // Fuzzy stage: a filler word ("uh", a doubled "the") may sit where this
-        // text or slot starts; skip it, at a cost.
-        if self.fuzzy && matches!(n, Node::Text(_) | Node::List { .. }) {
+        // Fuzzy stage: a filler word ("uh", a doubled "the") may sit where this slot
+        // starts; skip it, at a cost. (Literal text skips fillers itself, on mismatch.)
+        if self.fuzzy && matches!(n, Node::List { .. }) {
             if let Some(next) = self.after_filler(pos) {
                 st.fillers += 1;
                 let stop = self.node(n, next, st, k);
@@ -622,6 +676,31 @@ impl Run<'_> {
             Node::Seq(items) => self.seq(items, pos, st, k),
             Node::Alt(items) => items.iter().any(|i| self.node(i, pos, st, k)),
             Node::Rule(id) => self.node(&self.m.rules[*id], pos, st, k),
+            Node::Pure(inner) => {
+                let (lit0, fill0) = (st.literal, st.fillers);
+                let mut ends: Vec<(usize, usize, usize)> = Vec::new();
+                let budget_hit = self.node(inner, pos, st, &mut |st, end| {
+                    let r = (end, st.literal - lit0, st.fillers - fill0);
+                    if !ends.contains(&r) {
+                        ends.push(r);
+                    }
+                    false
+                });
+                if budget_hit {
+                    return true;
+                }
+                for (end, lit, fill) in ends {
+                    st.literal += lit;
+                    st.fillers += fill;
+                    let stop = k(st, end);
+                    st.literal -= lit;
+                    st.fillers -= fill;
+                    if stop {
+                        return true;
+                    }
+                }
+                false
+            }
             Node::List { list, slot } => match &self.m.lists[*list] {
                 SlotList::Values(values) => self.values(values, slot, pos, st, k),
                 SlotList::Range(r) => self.range(r, slot, pos, st, k),
