@@ -94,3 +94,33 @@ fn accepts_off_phrasings_that_hassil_rejects() {
         misses.join("\n")
     );
 }
+
+/// The committed fixture is what hassil says today: regenerate it with the pinned venv
+/// (`scripts/setup-python`) and compare.
+#[test]
+fn fixture_is_reproducible_with_hassil() {
+    let venv_python = intent_common::hearth_home().join("venv/bin/python");
+    assert!(
+        venv_python.exists(),
+        "{} is missing: run scripts/setup-python (hassil venv)",
+        venv_python.display()
+    );
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = std::env::temp_dir().join(format!("intents_hassil-{}.json", std::process::id()));
+    let status = std::process::Command::new(&venv_python)
+        .arg(format!("{root}/scripts/intents-reference.py"))
+        .arg("fixture")
+        .arg(intent_common::data_path())
+        .arg(intent_common::home_path())
+        .arg(&out)
+        .status()
+        .expect("running scripts/intents-reference.py");
+    assert!(status.success(), "intents-reference.py failed: {status}");
+    let fresh: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&out);
+    assert_eq!(
+        fresh,
+        fixture(),
+        "hassil's answers changed: regenerate with `scripts/bench/intents --regen`"
+    );
+}

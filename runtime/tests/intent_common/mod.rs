@@ -6,6 +6,14 @@ use std::path::PathBuf;
 use hearth_runtime::intent::{default_data_path, IntentEngine};
 use serde_json::Value;
 
+pub fn hearth_home() -> PathBuf {
+    std::env::var_os("HEARTH_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/hearth")
+        })
+}
+
 pub fn data_path() -> PathBuf {
     let p = default_data_path("en");
     assert!(
