@@ -164,7 +164,9 @@ impl Compiler<'_> {
                 let empty = HashMap::new();
                 for v in values {
                     let (input, value_out, context) = match v {
-                        ListValueDef::Plain(s) => (s, None, Default::default()),
+                        ListValueDef::Plain(s) => {
+                            (s, Some(Value::String(s.clone())), Default::default())
+                        }
                         ListValueDef::Full {
                             input,
                             out,
