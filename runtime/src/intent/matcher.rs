@@ -618,11 +618,17 @@ impl Run<'_> {
         }
         // Fuzzy stage: a filler word ("uh", a doubled "the") may sit where this slot
         // starts; skip it, at a cost. (Literal text skips fillers itself, on mismatch.)
+        // The whole run of fillers is skipped in one go: trying every split of
+        // "the the the" would multiply the work for nothing.
         if self.fuzzy && matches!(n, Node::List { .. }) {
-            if let Some(next) = self.after_filler(pos) {
-                st.fillers += 1;
-                let stop = self.node(n, next, st, k);
-                st.fillers -= 1;
+            let (mut next, mut skipped) = (pos, 0);
+            while let Some(after) = self.after_filler(next) {
+                (next, skipped) = (after, skipped + 1);
+            }
+            if skipped > 0 {
+                st.fillers += skipped;
+                let stop = self.node_at(n, next, st, k);
+                st.fillers -= skipped;
                 return stop;
             }
         }
