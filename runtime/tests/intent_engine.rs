@@ -212,6 +212,16 @@ fn custom_yaml_sentences_and_errors() {
     assert_eq!(m.intent.as_deref(), Some("HassTurnOn"));
     assert_eq!(m.slots["name"], "Coffee Maker");
 
+    // HassToggle has no English sentences upstream; user YAML can add some.
+    let toggle = write(
+        "toggle.yaml",
+        "intents:\n  HassToggle:\n    data:\n      - sentences: [\"toggle [the] {name}\"]\n",
+    );
+    let e = IntentEngine::load(&data_path(), &[toggle], &home_path()).unwrap();
+    let m = e.recognize("toggle the desk lamp");
+    assert_eq!(m.intent.as_deref(), Some("HassToggle"));
+    assert_eq!(m.slots["name"], "Desk Lamp");
+
     let unknown = write(
         "unknown.yaml",
         "intents:\n  HassTurnOnPlease:\n    data:\n      - sentences: [\"x {name}\"]\n",

@@ -199,11 +199,11 @@ impl IntentsFile {
 
     /// Adds `other` (a user file) on top of `self`: sentences are appended, lists,
     /// rules and skip words added (same-named lists and rules replaced). Intents must
-    /// exist in `self`: an unknown intent name is an error (most likely a typo, and
-    /// nothing downstream could handle it).
+    /// exist in `self` or be one of [`EXTRA_HA_INTENTS`]: an unknown intent name is an
+    /// error (most likely a typo, and nothing downstream could handle it).
     pub fn merge_user(&mut self, other: IntentsFile, src: &Source) -> Result<()> {
         for name in other.intents.keys() {
-            if !self.intents.contains_key(name) {
+            if !self.intents.contains_key(name) && !EXTRA_HA_INTENTS.contains(&name.as_str()) {
                 let known: Vec<&str> = self.intents.keys().map(String::as_str).collect();
                 return Err(Error::Invalid(format!(
                     "{}: unknown intent '{name}' (known: {})",
@@ -214,8 +214,8 @@ impl IntentsFile {
         }
         for (name, entry) in other.intents {
             self.intents
-                .get_mut(&name)
-                .expect("checked above")
+                .entry(name)
+                .or_default()
                 .data
                 .extend(entry.data);
         }
@@ -225,6 +225,10 @@ impl IntentsFile {
         Ok(())
     }
 }
+
+/// Home Assistant intents that a language's data may have no sentences for (English has
+/// none for `HassToggle` in home-assistant-intents 2026.11.25) but user YAML may target.
+pub const EXTRA_HA_INTENTS: &[&str] = &["HassToggle", "HassStopMoving"];
 
 /// Parses a template, turning its position into one in the source file.
 pub fn parse_at(template: &str, src: &Source) -> Result<Expr> {
