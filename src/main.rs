@@ -24,6 +24,8 @@ enum Command {
     Convert(cli::convert::ConvertArgs),
     /// Show what is inside a Hearth model file.
     Inspect(cli::inspect::InspectArgs),
+    /// Match sentences (stdin, one per line) to Home Assistant intents; JSON lines out.
+    Intent(cli::intent::IntentArgs),
 }
 
 fn main() -> Result<()> {
@@ -39,6 +41,7 @@ fn main() -> Result<()> {
         }
         Command::Convert(args) => cli::convert::run(args)?,
         Command::Inspect(args) => cli::inspect::run(args)?,
+        Command::Intent(args) => cli::intent::run(&args)?,
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 pub mod convert;
 pub mod error;
 pub mod gguf;
+pub mod intent;
 pub mod model;
 
 pub use error::{Error, Result};

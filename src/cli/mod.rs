@@ -1,3 +1,4 @@
 //! Subcommands, one module each.
 pub mod convert;
 pub mod inspect;
+pub mod intent;
