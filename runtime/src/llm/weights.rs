@@ -70,7 +70,6 @@ impl Hparams {
             ("dim", self.dim),
             ("ffn_dim", self.ffn_dim),
             ("q_dim", self.q_dim()),
-            ("head_dim", self.head_dim),
         ] {
             if v % QK != 0 {
                 return bad(format!("{what} {v} is not a multiple of {QK}"));
