@@ -6,5 +6,6 @@
 
 pub mod error;
 pub mod llm;
+pub mod model;
 
 pub use error::{Error, Result};
