@@ -3,8 +3,14 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod cli;
+
 #[derive(Parser)]
-#[command(name = "hearth", version, about = "Hearth: an offline, on-device voice assistant runtime")]
+#[command(
+    name = "hearth",
+    version,
+    about = "Hearth: an offline, on-device voice assistant runtime"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -14,6 +20,14 @@ struct Cli {
 enum Command {
     /// Show which kernel set this CPU uses (honours HEARTH_KERNELS).
     Kernels,
+    /// Generate text from a prompt (streams to stdout).
+    Run(cli::run::RunArgs),
+    /// Chat interactively (one user turn per stdin line).
+    Chat(cli::chat::ChatArgs),
+    /// Measure prompt and generation speed.
+    Bench(cli::bench::BenchArgs),
+    /// Perplexity of a text file (llama.cpp's method).
+    Perplexity(cli::perplexity::PerplexityArgs),
 }
 
 fn main() -> Result<()> {
@@ -27,6 +41,10 @@ fn main() -> Result<()> {
             let k = hearth_quant::Kernels::detect()?;
             println!("{}", k.name().as_str());
         }
+        Command::Run(a) => cli::run::run(a)?,
+        Command::Chat(a) => cli::chat::run(a)?,
+        Command::Bench(a) => cli::bench::run(a)?,
+        Command::Perplexity(a) => cli::perplexity::run(a)?,
     }
     Ok(())
 }

@@ -104,18 +104,29 @@ impl<'a> PackedMatrix<'a> {
     /// Wrap packed blocks, checking that their number fits `rows × cols`.
     pub fn new(rows: usize, cols: usize, data: PackedData<'a>) -> Result<Self, QuantError> {
         if cols % QK != 0 {
-            return Err(QuantError::NotBlockMultiple { what: "columns", len: cols });
+            return Err(QuantError::NotBlockMultiple {
+                what: "columns",
+                len: cols,
+            });
         }
         let expected = groups(rows)
             .checked_mul(cols / QK)
-            .ok_or(QuantError::LengthMismatch { what: "packed blocks", expected: usize::MAX, got: 0 })?;
+            .ok_or(QuantError::LengthMismatch {
+                what: "packed blocks",
+                expected: usize::MAX,
+                got: 0,
+            })?;
         let got = match data {
             PackedData::Q8(b) => b.len(),
             PackedData::Q4(b) => b.len(),
             PackedData::Q4A(b) => b.len(),
         };
         if got != expected {
-            return Err(QuantError::LengthMismatch { what: "packed blocks", expected, got });
+            return Err(QuantError::LengthMismatch {
+                what: "packed blocks",
+                expected,
+                got,
+            });
         }
         Ok(Self { rows, cols, data })
     }
@@ -147,7 +158,11 @@ impl<'a> PackedMatrix<'a> {
             PackedData::Q4(b) => PackedData::Q4(&b[start * nb..end * nb]),
             PackedData::Q4A(b) => PackedData::Q4A(&b[start * nb..end * nb]),
         };
-        Self { rows, cols: self.cols, data }
+        Self {
+            rows,
+            cols: self.cols,
+            data,
+        }
     }
 }
 
@@ -163,10 +178,17 @@ impl Kernels {
     /// Quantize activations: `x.len() == 32 * y.len()`.
     pub fn quantize_row_q8(&self, x: &[f32], y: &mut [BlockQ8]) -> Result<(), QuantError> {
         if x.len() % QK != 0 {
-            return Err(QuantError::NotBlockMultiple { what: "activation length", len: x.len() });
+            return Err(QuantError::NotBlockMultiple {
+                what: "activation length",
+                len: x.len(),
+            });
         }
         if x.len() / QK != y.len() {
-            return Err(QuantError::LengthMismatch { what: "activation blocks", expected: x.len() / QK, got: y.len() });
+            return Err(QuantError::LengthMismatch {
+                what: "activation blocks",
+                expected: x.len() / QK,
+                got: y.len(),
+            });
         }
         // SAFETY: lengths checked above; this table exists only on CPUs that run it.
         unsafe { (self.quantize_q8)(x, y) };
@@ -174,13 +196,26 @@ impl Kernels {
     }
 
     /// `y = W · x` for one activation row: `x.len() == cols / 32`, `y.len() == rows`.
-    pub fn gemv(&self, w: &PackedMatrix<'_>, x: &[BlockQ8], y: &mut [f32]) -> Result<(), QuantError> {
+    pub fn gemv(
+        &self,
+        w: &PackedMatrix<'_>,
+        x: &[BlockQ8],
+        y: &mut [f32],
+    ) -> Result<(), QuantError> {
         let nb = w.blocks_per_row();
         if x.len() != nb {
-            return Err(QuantError::LengthMismatch { what: "activation blocks", expected: nb, got: x.len() });
+            return Err(QuantError::LengthMismatch {
+                what: "activation blocks",
+                expected: nb,
+                got: x.len(),
+            });
         }
         if y.len() != w.rows {
-            return Err(QuantError::LengthMismatch { what: "output rows", expected: w.rows, got: y.len() });
+            return Err(QuantError::LengthMismatch {
+                what: "output rows",
+                expected: w.rows,
+                got: y.len(),
+            });
         }
         let full = w.rows / ROWS;
         let (head, tail) = y.split_at_mut(full * ROWS);
@@ -200,15 +235,37 @@ impl Kernels {
 
     /// `y = W · Xᵀ` for `n` activation rows (token-major: `x[t * nb + kb]`), output
     /// row-major by weight row: `y[row * n + t]`, `y.len() == rows * n`.
-    pub fn gemm(&self, w: &PackedMatrix<'_>, x: &[BlockQ8], n: usize, y: &mut [f32]) -> Result<(), QuantError> {
+    pub fn gemm(
+        &self,
+        w: &PackedMatrix<'_>,
+        x: &[BlockQ8],
+        n: usize,
+        y: &mut [f32],
+    ) -> Result<(), QuantError> {
         let nb = w.blocks_per_row();
-        let xn = n.checked_mul(nb).ok_or(QuantError::LengthMismatch { what: "activation blocks", expected: usize::MAX, got: x.len() })?;
+        let xn = n.checked_mul(nb).ok_or(QuantError::LengthMismatch {
+            what: "activation blocks",
+            expected: usize::MAX,
+            got: x.len(),
+        })?;
         if x.len() != xn {
-            return Err(QuantError::LengthMismatch { what: "activation blocks", expected: xn, got: x.len() });
+            return Err(QuantError::LengthMismatch {
+                what: "activation blocks",
+                expected: xn,
+                got: x.len(),
+            });
         }
-        let yn = w.rows.checked_mul(n).ok_or(QuantError::LengthMismatch { what: "output", expected: usize::MAX, got: y.len() })?;
+        let yn = w.rows.checked_mul(n).ok_or(QuantError::LengthMismatch {
+            what: "output",
+            expected: usize::MAX,
+            got: y.len(),
+        })?;
         if y.len() != yn {
-            return Err(QuantError::LengthMismatch { what: "output", expected: yn, got: y.len() });
+            return Err(QuantError::LengthMismatch {
+                what: "output",
+                expected: yn,
+                got: y.len(),
+            });
         }
         if n == 0 || w.rows == 0 {
             return Ok(());
@@ -276,7 +333,9 @@ impl Kernels {
             .iter()
             .find(|k| k.name == name)
             .copied()
-            .ok_or(QuantError::Unsupported { requested: name.as_str() })
+            .ok_or(QuantError::Unsupported {
+                requested: name.as_str(),
+            })
     }
 
     /// The best kernel set this CPU supports (no override).

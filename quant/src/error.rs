@@ -38,10 +38,21 @@ impl fmt::Display for QuantError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             QuantError::NotBlockMultiple { what, len } => {
-                write!(f, "{what} = {len} is not a multiple of the block size {}", crate::QK)
+                write!(
+                    f,
+                    "{what} = {len} is not a multiple of the block size {}",
+                    crate::QK
+                )
             }
-            QuantError::LengthMismatch { what, expected, got } => {
-                write!(f, "length mismatch for {what}: expected {expected}, got {got}")
+            QuantError::LengthMismatch {
+                what,
+                expected,
+                got,
+            } => {
+                write!(
+                    f,
+                    "length mismatch for {what}: expected {expected}, got {got}"
+                )
             }
             QuantError::Misaligned { align } => {
                 write!(f, "data is not aligned to {align} bytes")

@@ -48,13 +48,19 @@ fn sum_i8(x: &[i8]) -> i32 {
 /// Dot product of two Q8 rows.
 pub fn vec_dot_q8_q8(w: &[BlockQ8], x: &[BlockQ8]) -> f32 {
     assert_eq!(w.len(), x.len());
-    w.iter().zip(x).map(|(a, b)| a.d.to_f32() * b.d.to_f32() * dot_i8(&a.qs, &b.qs) as f32).sum()
+    w.iter()
+        .zip(x)
+        .map(|(a, b)| a.d.to_f32() * b.d.to_f32() * dot_i8(&a.qs, &b.qs) as f32)
+        .sum()
 }
 
 /// Dot product of a Q4 row with a Q8 row.
 pub fn vec_dot_q4_q8(w: &[BlockQ4], x: &[BlockQ8]) -> f32 {
     assert_eq!(w.len(), x.len());
-    w.iter().zip(x).map(|(a, b)| a.d.to_f32() * b.d.to_f32() * dot_q4_row(&a.qs, &b.qs) as f32).sum()
+    w.iter()
+        .zip(x)
+        .map(|(a, b)| a.d.to_f32() * b.d.to_f32() * dot_q4_row(&a.qs, &b.qs) as f32)
+        .sum()
 }
 
 /// Dot product of a Q4A row with a Q8 row.
@@ -64,7 +70,8 @@ pub fn vec_dot_q4a_q8(w: &[BlockQ4A], x: &[BlockQ8]) -> f32 {
         .zip(x)
         .map(|(a, b)| {
             let dx = b.d.to_f32();
-            a.d.to_f32() * dx * dot_q4a_row(&a.qs, &b.qs) as f32 + a.m.to_f32() * dx * sum_i8(&b.qs) as f32
+            a.d.to_f32() * dx * dot_q4a_row(&a.qs, &b.qs) as f32
+                + a.m.to_f32() * dx * sum_i8(&b.qs) as f32
         })
         .sum()
 }

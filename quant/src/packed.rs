@@ -60,8 +60,7 @@ pub trait PackedBlock: Pod {
     /// Values per row-block.
     const BLCK_SIZE: usize = QK;
     /// Bits per weight, scales included.
-    const BITS_PER_WEIGHT: f32 =
-        (core::mem::size_of::<Self>() * 8) as f32 / (QK * ROWS) as f32;
+    const BITS_PER_WEIGHT: f32 = (core::mem::size_of::<Self>() * 8) as f32 / (QK * ROWS) as f32;
     /// Interleave four rows' blocks (same columns).
     fn pack(rows: [&Self::Row; ROWS]) -> Self;
     /// Take row `r`'s block back out.
@@ -140,17 +139,27 @@ pub fn pack_matrix<P: PackedBlock>(
     nb: usize,
     out: &mut [P],
 ) -> Result<(), crate::QuantError> {
-    let need_src = rows.checked_mul(nb).ok_or(crate::QuantError::LengthMismatch {
-        what: "rows × blocks",
-        expected: usize::MAX,
-        got: src.len(),
-    })?;
+    let need_src = rows
+        .checked_mul(nb)
+        .ok_or(crate::QuantError::LengthMismatch {
+            what: "rows × blocks",
+            expected: usize::MAX,
+            got: src.len(),
+        })?;
     if src.len() != need_src {
-        return Err(crate::QuantError::LengthMismatch { what: "source blocks", expected: need_src, got: src.len() });
+        return Err(crate::QuantError::LengthMismatch {
+            what: "source blocks",
+            expected: need_src,
+            got: src.len(),
+        });
     }
     let need_out = groups(rows) * nb;
     if out.len() != need_out {
-        return Err(crate::QuantError::LengthMismatch { what: "packed blocks", expected: need_out, got: out.len() });
+        return Err(crate::QuantError::LengthMismatch {
+            what: "packed blocks",
+            expected: need_out,
+            got: out.len(),
+        });
     }
     let zero = P::Row::zeroed();
     for g in 0..groups(rows) {

@@ -26,14 +26,19 @@ fn abs(x: f32) -> f32 {
 /// `d` stored as f16 (the quantized values use the unrounded `1/d`, as llama.cpp's
 /// `Q8_0` does, so activations match it closely).
 pub fn quantize_block_q8(x: &[f32; QK]) -> BlockQ8 {
-    let amax = x.iter().fold(0.0f32, |m, &v| if abs(v) > m { abs(v) } else { m });
+    let amax = x
+        .iter()
+        .fold(0.0f32, |m, &v| if abs(v) > m { abs(v) } else { m });
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let mut qs = [0i8; QK];
     for (q, &v) in qs.iter_mut().zip(x.iter()) {
         *q = round_ne(v * id) as i8;
     }
-    BlockQ8 { d: f16::from_f32(d), qs }
+    BlockQ8 {
+        d: f16::from_f32(d),
+        qs,
+    }
 }
 
 /// Quantize a row of floats (`x.len() == 32 * y.len()`) to [`BlockQ8`] blocks.
@@ -72,7 +77,10 @@ pub fn quantize_block_q4(x: &[f32; QK]) -> BlockQ4 {
         }
     }
     if max == 0.0 {
-        return BlockQ4 { d: f16::ZERO, qs: [0x88; QK / 2] };
+        return BlockQ4 {
+            d: f16::ZERO,
+            qs: [0x88; QK / 2],
+        };
     }
     let codes_for = |d: f32, q: &mut [u8; QK]| {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
@@ -82,10 +90,13 @@ pub fn quantize_block_q4(x: &[f32; QK]) -> BlockQ4 {
         }
     };
     let err_for = |d: f32, q: &[u8; QK]| -> f32 {
-        x.iter().zip(q.iter()).map(|(&v, &c)| {
-            let e = v - d * (c as f32 - 8.0);
-            e * e
-        }).sum()
+        x.iter()
+            .zip(q.iter())
+            .map(|(&v, &c)| {
+                let e = v - d * (c as f32 - 8.0);
+                e * e
+            })
+            .sum()
     };
     let mut best_q = [0u8; QK];
     let mut best_d = 0.0f32;
@@ -103,7 +114,14 @@ pub fn quantize_block_q4(x: &[f32; QK]) -> BlockQ4 {
             num += v * w;
             den += w * w;
         }
-        for d in [d0, if den > 0.0 { f16::from_f32(num / den).to_f32() } else { d0 }] {
+        for d in [
+            d0,
+            if den > 0.0 {
+                f16::from_f32(num / den).to_f32()
+            } else {
+                d0
+            },
+        ] {
             codes_for(d, &mut q);
             let e = err_for(d, &q);
             if e < best_err {
@@ -117,7 +135,10 @@ pub fn quantize_block_q4(x: &[f32; QK]) -> BlockQ4 {
     for j in 0..QK / 2 {
         qs[j] = best_q[j] | (best_q[j + QK / 2] << 4);
     }
-    BlockQ4 { d: f16::from_f32(best_d), qs }
+    BlockQ4 {
+        d: f16::from_f32(best_d),
+        qs,
+    }
 }
 
 /// Quantize one block to [`BlockQ4A`] (asymmetric 4-bit): `m = min`, `d = (max-min)/15`,
@@ -163,9 +184,15 @@ pub fn dequantize_block_q4a(b: &BlockQ4A, y: &mut [f32; QK]) {
 /// codes are chosen with the f16-rounded scale, so dequantization is as exact as it
 /// can be.
 pub fn quantize_row_q8_weights(x: &[f32], y: &mut [BlockQ8]) {
-    assert_eq!(x.len(), y.len() * QK, "quantize_row_q8_weights: length mismatch");
+    assert_eq!(
+        x.len(),
+        y.len() * QK,
+        "quantize_row_q8_weights: length mismatch"
+    );
     for (b, chunk) in y.iter_mut().zip(x.chunks_exact(QK)) {
-        let amax = chunk.iter().fold(0.0f32, |m, &v| if abs(v) > m { abs(v) } else { m });
+        let amax = chunk
+            .iter()
+            .fold(0.0f32, |m, &v| if abs(v) > m { abs(v) } else { m });
         let d = f16::from_f32(amax / 127.0);
         let df = d.to_f32();
         let id = if df != 0.0 { 1.0 / df } else { 0.0 };

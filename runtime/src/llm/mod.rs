@@ -12,6 +12,7 @@ pub mod engine;
 mod forward;
 pub mod generate;
 pub mod kv;
+mod model;
 pub mod ops;
 pub mod perplexity;
 pub mod sampler;

@@ -87,14 +87,7 @@ pub struct RopeTable {
     sin: Vec<f32>,
 }
 
-/// How a head's dimensions are paired for rotation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RopeStyle {
-    /// Adjacent pairs `(2i, 2i+1)`: GGUF llama (q/k rows permuted by the converter).
-    Norm,
-    /// Halves `(i, i + hd/2)`: Hugging Face layout, Qwen2.
-    Neox,
-}
+pub use crate::model::RopeStyle;
 
 impl RopeTable {
     /// Tables for positions `0..ctx`.

@@ -1,0 +1,5 @@
+//! The CLI's subcommands, one module each.
+pub mod bench;
+pub mod chat;
+pub mod perplexity;
+pub mod run;
