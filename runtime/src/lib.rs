@@ -4,7 +4,9 @@
 //! importers, the LLM engine, and (as they land) voice, intents and actions.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod convert;
 pub mod error;
+pub mod gguf;
 pub mod llm;
 pub mod model;
 

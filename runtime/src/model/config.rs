@@ -133,18 +133,15 @@ impl ModelConfig {
         check_range("head_dim", self.head_dim, limits::MAX_DIM)?;
         check_range("ffn_dim", self.ffn_dim, limits::MAX_DIM * 4)?;
         check_range("context_length", self.context_length, limits::MAX_CONTEXT)?;
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(bad(format!(
                 "n_heads = {} is not a multiple of n_kv_heads = {}",
                 self.n_heads, self.n_kv_heads
             )));
         }
-        let q_dim = self
-            .n_heads
-            .checked_mul(self.head_dim)
-            .unwrap_or(usize::MAX);
+        let q_dim = self.n_heads.saturating_mul(self.head_dim);
         check_range("n_heads × head_dim", q_dim, limits::MAX_DIM)?;
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(bad(format!(
                 "head_dim = {} must be even for RoPE",
                 self.head_dim

@@ -101,7 +101,7 @@ impl TensorFormat {
     /// `cols` is not a multiple of 32 for a packed format.
     pub fn byte_len(self, rows: usize, cols: usize) -> Option<usize> {
         if self.is_packed() {
-            if cols % QK != 0 {
+            if !cols.is_multiple_of(QK) {
                 return None;
             }
             groups(rows)
@@ -223,10 +223,17 @@ impl Header {
 
     /// Parse and check magic and version. Section bounds are checked by the reader.
     pub fn parse(bytes: &[u8]) -> Result<Header> {
-        if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
+        let n = bytes.len().min(MAGIC.len());
+        if bytes[..n] != MAGIC[..n] {
             return Err(Error::Format(
                 "not a Hearth model file (bad magic; convert GGUF/safetensors models with `hearth convert`)".into(),
             ));
+        }
+        if bytes.len() < HEADER_LEN {
+            return Err(Error::Format(format!(
+                "model file is truncated: {} bytes, the header alone needs {HEADER_LEN}",
+                bytes.len()
+            )));
         }
         let mut c = Cursor::new(bytes, "model file header");
         c.take(MAGIC.len())?;
@@ -238,12 +245,6 @@ impl Header {
         }
         if version == 0 {
             return Err(Error::Format("model file version 0 is invalid".into()));
-        }
-        if bytes.len() < HEADER_LEN {
-            return Err(Error::Format(format!(
-                "model file is truncated: {} bytes, the header alone needs {HEADER_LEN}",
-                bytes.len()
-            )));
         }
         let flags = c.u32()?;
         let mut sec = || -> Result<Section> {

@@ -7,7 +7,9 @@
 //! - [`writer`]: [`ModelWriter`], the streaming writer used by the converters.
 pub mod config;
 pub mod format;
+pub mod pack;
 pub mod reader;
+pub mod synth;
 pub mod writer;
 
 pub use config::{Arch, ModelConfig, RopeStyle, TensorSpec};

@@ -28,6 +28,14 @@ pub struct ModelWriter {
     meta_crc: crc32fast::Hasher,
     entries: Vec<TableEntry>,
     names: HashSet<String>,
+    current: Option<Pending>,
+}
+
+/// A tensor being streamed.
+struct Pending {
+    entry: TableEntry,
+    crc: crc32fast::Hasher,
+    written: u64,
 }
 
 impl ModelWriter {
@@ -54,6 +62,7 @@ impl ModelWriter {
             meta_crc: crc32fast::Hasher::new(),
             entries: Vec::new(),
             names: HashSet::new(),
+            current: None,
         };
         let config_json = serde_json::to_vec_pretty(config)
             .map_err(|e| Error::Invalid(format!("serializing the model config: {e}")))?;
@@ -106,6 +115,25 @@ impl ModelWriter {
         cols: usize,
         data: &[u8],
     ) -> Result<()> {
+        self.begin_tensor(name, format, rows, cols)?;
+        self.write_tensor_data(data)?;
+        self.end_tensor()
+    }
+
+    /// Start a tensor whose data will follow in pieces ([`write_tensor_data`](Self::write_tensor_data),
+    /// then [`end_tensor`](Self::end_tensor)), so big tensors never sit in memory whole.
+    pub fn begin_tensor(
+        &mut self,
+        name: &str,
+        format: TensorFormat,
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
+        if self.current.is_some() {
+            return Err(Error::Invalid(format!(
+                "tensor `{name}` started before the previous one ended"
+            )));
+        }
         if name.is_empty() || name.len() > MAX_NAME_LEN {
             return Err(Error::Invalid(format!(
                 "tensor name `{name}` must be 1..={MAX_NAME_LEN} bytes"
@@ -114,30 +142,73 @@ impl ModelWriter {
         if self.names.contains(name) {
             return Err(Error::Invalid(format!("tensor `{name}` written twice")));
         }
-        let need = format.byte_len(rows, cols).ok_or_else(|| {
-            Error::Invalid(format!(
-                "tensor `{name}`: {format} {rows}×{cols} is not representable"
-            ))
-        })?;
-        if data.len() != need || rows == 0 || cols == 0 {
-            return Err(Error::Invalid(format!(
-                "tensor `{name}`: {} bytes given, {format} {rows}×{cols} needs {need}",
-                data.len()
-            )));
-        }
+        let need = format
+            .byte_len(rows, cols)
+            .filter(|_| rows > 0 && cols > 0)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "tensor `{name}`: {format} {rows}×{cols} is not representable"
+                ))
+            })?;
         let offset = align_up(self.pos, TENSOR_ALIGN).expect("small offset");
         self.pad_to(offset)?;
-        self.write(data)?;
-        self.entries.push(TableEntry {
-            name: name.to_owned(),
-            format,
-            rows: rows as u64,
-            cols: cols as u64,
-            offset,
-            len: data.len() as u64,
-            crc32: crc32fast::hash(data),
+        self.current = Some(Pending {
+            entry: TableEntry {
+                name: name.to_owned(),
+                format,
+                rows: rows as u64,
+                cols: cols as u64,
+                offset,
+                len: need as u64,
+                crc32: 0,
+            },
+            crc: crc32fast::Hasher::new(),
+            written: 0,
         });
-        self.names.insert(name.to_owned());
+        Ok(())
+    }
+
+    /// Append bytes to the tensor begun with [`begin_tensor`](Self::begin_tensor).
+    pub fn write_tensor_data(&mut self, data: &[u8]) -> Result<()> {
+        let cur = self
+            .current
+            .as_mut()
+            .ok_or_else(|| Error::Invalid("tensor data written outside a tensor".into()))?;
+        if cur.written + data.len() as u64 > cur.entry.len {
+            return Err(Error::Invalid(format!(
+                "tensor `{}`: {} bytes given, {} {}×{} needs {}",
+                cur.entry.name,
+                cur.written + data.len() as u64,
+                cur.entry.format,
+                cur.entry.rows,
+                cur.entry.cols,
+                cur.entry.len
+            )));
+        }
+        cur.crc.update(data);
+        cur.written += data.len() as u64;
+        self.write(data)?;
+        Ok(())
+    }
+
+    /// Finish the current tensor; its data must be complete.
+    pub fn end_tensor(&mut self) -> Result<()> {
+        let cur = self
+            .current
+            .take()
+            .ok_or_else(|| Error::Invalid("end_tensor without begin_tensor".into()))?;
+        let e = cur.entry;
+        if cur.written != e.len {
+            return Err(Error::Invalid(format!(
+                "tensor `{}`: {} bytes given, {} {}×{} needs {}",
+                e.name, cur.written, e.format, e.rows, e.cols, e.len
+            )));
+        }
+        self.names.insert(e.name.clone());
+        self.entries.push(TableEntry {
+            crc32: cur.crc.finalize(),
+            ..e
+        });
         Ok(())
     }
 
@@ -160,6 +231,12 @@ impl ModelWriter {
     /// Write the table and header, check the file loads, and rename it to its final
     /// name. Returns the final path.
     pub fn finish(mut self) -> Result<PathBuf> {
+        if let Some(cur) = &self.current {
+            return Err(Error::Invalid(format!(
+                "tensor `{}` was not ended",
+                cur.entry.name
+            )));
+        }
         let data_end = align_up(self.pos, TENSOR_ALIGN).expect("small offset");
         self.pad_to(data_end)?;
         self.header.data.len = data_end - self.header.data.offset;
