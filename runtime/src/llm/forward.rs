@@ -379,11 +379,12 @@ fn matmul(
         Matrix::Packed(p) => {
             let groups = p.rows().div_ceil(hearth_quant::ROWS);
             if ex.threads <= 1 || groups < 2 {
-                return Ok(if n == 1 {
-                    ex.kernels.gemv(p, xq, y)?
+                if n == 1 {
+                    ex.kernels.gemv(p, xq, y)?;
                 } else {
-                    ex.kernels.gemm(p, xq, n, y)?
-                });
+                    ex.kernels.gemm(p, xq, n, y)?;
+                }
+                return Ok(());
             }
             let per_task = groups.div_ceil(ex.threads * TASKS_PER_THREAD).max(1);
             y.par_chunks_mut(per_task * hearth_quant::ROWS * n)
