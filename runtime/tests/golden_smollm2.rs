@@ -227,3 +227,28 @@ fn teacher_forced_logits_track_llama_cpp() {
         "mean logit deviation {mean} exceeds {LOGIT_TOL_MEAN}"
     );
 }
+
+#[test]
+fn streamed_pieces_are_whole_characters_with_the_real_tokenizer() {
+    use hearth_runtime::llm::TextStream;
+    let e = engine();
+    let text = "Grüße aus Köln 🙂🎉 — 東京タワー, naïve café";
+    let ids = e.tokenize(text, false).unwrap();
+    let mut stream = TextStream::new();
+    let (mut out, mut held) = (String::new(), 0);
+    for &id in &ids {
+        match stream.step(id, |w| e.detokenize(w)).unwrap() {
+            Some(piece) => {
+                assert!(
+                    !piece.contains('\u{FFFD}'),
+                    "partial character in {piece:?}"
+                );
+                out.push_str(&piece);
+            }
+            None => held += 1,
+        }
+    }
+    assert_eq!(out, text);
+    // Some characters span several byte-level tokens: those tokens were held back.
+    assert!(held > 0, "expected multi-token characters in {ids:?}");
+}
