@@ -677,3 +677,28 @@ fn perplexity_matches_a_direct_computation() {
     assert!(p.stderr > 0.0);
     assert!(perplexity(&e, &text[..7], 8, None, |_, _| {}).is_err());
 }
+
+#[test]
+fn engine_and_session_can_move_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Engine>();
+    send_sync::<Session>();
+    // A session built on one thread runs on another.
+    let e = engine(
+        synth(4, 2, 16, RopeStyle::Norm, false, 11),
+        2,
+        KvType::F16,
+        32,
+    );
+    let mut s = e.new_session(16).unwrap();
+    let want = e
+        .new_session(16)
+        .unwrap()
+        .prefill(&TOKENS[..3])
+        .unwrap()
+        .to_vec();
+    let got = std::thread::spawn(move || s.prefill(&TOKENS[..3]).unwrap().to_vec())
+        .join()
+        .unwrap();
+    assert!(max_diff(&got, &want) < 1e-6);
+}
