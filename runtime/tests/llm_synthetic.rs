@@ -520,6 +520,14 @@ fn prefix_reuse_and_forked_sessions_match_fresh_runs() {
     let l = a.sync(&[5, 17, 3, 69, 9, 10, 11]).unwrap().to_vec();
     assert_eq!(a.tokens(), &[5, 17, 3, 69, 9, 10, 11]);
     assert!(max_diff(&l, &fresh(&[5, 17, 3, 69, 9, 10, 11])) < 1e-4);
+    // A sync that cannot fit is rejected without touching the cache.
+    let long: Vec<u32> = (0..40).map(|i| i % VOCAB as u32).collect();
+    assert!(a
+        .sync(&long)
+        .unwrap_err()
+        .to_string()
+        .starts_with("context full"));
+    assert_eq!(a.tokens(), &[5, 17, 3, 69, 9, 10, 11]);
     // Syncing to the same tokens re-runs only the last one and gives the same logits.
     let again = a.sync(&[5, 17, 3, 69, 9, 10, 11]).unwrap().to_vec();
     assert!(max_diff(&l, &again) < 1e-6);
