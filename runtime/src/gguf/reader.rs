@@ -326,7 +326,7 @@ fn check_tensor(
                 ))
             })?;
     }
-    if t.offset % alignment != 0 {
+    if !t.offset.is_multiple_of(alignment) {
         return Err(err(format!(
             "tensor '{name}' offset {} is not a multiple of the alignment {alignment}",
             t.offset
@@ -344,7 +344,7 @@ fn check_tensor(
         return Ok(());
     };
     let cols = t.dims.first().copied().unwrap_or(1);
-    if cols % block_elems as u64 != 0 {
+    if !cols.is_multiple_of(block_elems as u64) {
         return Err(err(format!(
             "tensor '{name}' of type {} has row length {cols}, not a multiple of its block size {block_elems}",
             t.ty

@@ -31,7 +31,7 @@ fn err(msg: impl Into<String>) -> Error {
 }
 
 /// The pre-tokenizer names this module knows.
-pub const SUPPORTED_PRE: &[&str] = &["smollm", "qwen2", "llama-bpe", "gpt-2"];
+const SUPPORTED_PRE: &[&str] = &["smollm", "qwen2", "llama-bpe", "gpt-2"];
 
 /// Normalizer, pre-tokenizer and decoder for a `tokenizer.ggml.pre` name.
 fn pipeline(pre: &str) -> Result<(Value, Value, Value)> {
