@@ -2,7 +2,9 @@
 //! format), f32 dequantization of its common tensor types, and a `tokenizers`
 //! tokenizer.json rebuilt from the file's tokenizer metadata.
 //!
-//! Files are memory-mapped and treated as hostile: see [`reader`] for the checks.
+//! Files are memory-mapped and treated as hostile: every count, length and tensor
+//! range is checked before use (see `reader.rs`), so a malformed or malicious file
+//! gets a clear [`Error::Format`], never a panic or an absurd allocation.
 mod dequant;
 mod reader;
 mod tokenizer;
