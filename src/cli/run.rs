@@ -252,6 +252,13 @@ pub fn run(a: RunArgs) -> Result<()> {
             g.tokens_per_s(),
             g.stop
         );
+        eprintln!(
+            "session: {}-token context, {:.1} MiB KV cache + scratch (allocated up front), {} threads, {} kernels",
+            session.capacity(),
+            session.memory_bytes() as f64 / (1024.0 * 1024.0),
+            engine.options().threads,
+            engine.kernels().name().as_str()
+        );
     }
     if g.stop == StopReason::ContextFull {
         eprintln!(
