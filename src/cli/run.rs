@@ -1,5 +1,11 @@
 //! `hearth run`: one prompt in, a streamed completion out. Also the model-loading and
 //! prompt helpers the other LLM commands share.
+//!
+//! Defaults: greedy decoding (`--temp 0`; give a temperature to sample, with
+//! llama.cpp's top-k 40 / top-p 0.95 / min-p 0.05), 128 new tokens, a context of
+//! min(2048, the model's), all cores, f16 KV cache. `-p` text goes through the
+//! model's ChatML template (with its default system prompt) unless `--raw`;
+//! `--prompt-ids` is fed exactly as given.
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hearth_runtime::llm::{
