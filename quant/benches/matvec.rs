@@ -216,18 +216,20 @@ fn bench_format<P: Format>(
             continue;
         }
         // Timed per slice of GEMM_SLICE row groups (the unit a thread pool hands
-        // out), walking slices of all copies in turn.
-        let slices = groups(rows).div_ceil(GEMM_SLICE);
+        // out), walking the full slices of all copies in turn (a last, partial slice
+        // is skipped so every timed call does the same work).
+        let slice = GEMM_SLICE.min(groups(rows));
+        let slices = groups(rows) / slice;
         let gemm_slice = time_it(budget, || {
             let m = &mats[(i / slices) % mats.len()];
-            let s = m.row_groups((i % slices) * GEMM_SLICE, (i % slices + 1) * GEMM_SLICE);
+            let s = m.row_groups((i % slices) * slice, (i % slices + 1) * slice);
             i += 1;
             k.gemm(&s, &x, GEMM_TOKENS, &mut y[..s.rows() * GEMM_TOKENS])
                 .expect("gemm");
             black_box(&mut y);
         });
-        // Scale a (full) slice's time to the whole matrix.
-        let gemm = gemm_slice * groups(rows) as f64 / GEMM_SLICE.min(groups(rows)) as f64;
+        // Scale a slice's time to the whole matrix.
+        let gemm = gemm_slice * groups(rows) as f64 / slice as f64;
         out.push(Row {
             shape: (rows, cols),
             format: P::NAME,
@@ -272,6 +274,23 @@ fn main() {
         (stream_len * 4) >> 20
     );
 
+    // HEARTH_BENCH_SHAPES=ROWSxCOLS,… replaces the default shapes.
+    let custom: Vec<(usize, usize)> = std::env::var("HEARTH_BENCH_SHAPES")
+        .map(|v| {
+            v.split(',')
+                .filter_map(|s| {
+                    let (r, c) = s.trim().split_once('x')?;
+                    Some((r.parse().ok()?, c.parse().ok()?))
+                })
+                .filter(|&(_, c): &(usize, usize)| c > 0 && c % QK == 0)
+                .collect()
+        })
+        .unwrap_or_default();
+    let shapes = if custom.is_empty() {
+        shapes
+    } else {
+        &custom[..]
+    };
     let mut rows = Vec::new();
     for &(r, c) in shapes {
         bench_format::<BlockQ4x4>(r, c, &sets, budget, cold, &mut rows);

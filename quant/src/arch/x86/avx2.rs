@@ -10,8 +10,7 @@
 //!   most `2 · 15 · 128 = 3840`, the low and high halves together 7680, and the
 //!   `-8 · Σx` correction (at most 4096 per i16 lane) keeps it below 11776.
 use super::{
-    f16_to_f32, load128, load256, load_ps, prefetch, qs_bytes, reduce_pairs, scales4, store256,
-    tile_len, Prep,
+    load128, load256, load_ps, prefetch, qs_bytes, reduce_pairs, scales4, store256, tile_len, Prep,
 };
 use crate::block::{BlockQ8, QK};
 use crate::packed::{BlockQ4Ax4, BlockQ4x4, BlockQ8x4, ROWS};
@@ -121,13 +120,14 @@ fn finish_pairs<const G: usize, const T: usize>(acc: &[[__m256; T]; G]) -> [[[f3
 fn tile_q8<const G: usize, const T: usize>(
     wg: &[&[BlockQ8x4]; G],
     xs: &[&[BlockQ8]; T],
+    ps: &[&[Prep]; T],
 ) -> [[[f32; ROWS]; T]; G] {
-    let nb = tile_len(wg, xs);
+    let nb = tile_len(wg, xs, ps);
     let ones = _mm256_set1_epi16(1);
     let mut acc = [[_mm256_setzero_ps(); T]; G];
     for kb in 0..nb {
         let w: [([__m256i; ROWS], __m256); G] = core::array::from_fn(|g| {
-            prefetch(wg[g], kb);
+            prefetch(wg[g], kb, G * T == 1);
             let p = &wg[g][kb];
             let rows: &[[u8; QK]; ROWS] = bytemuck::cast_ref(&p.qs);
             let d = scales4(&p.d);
@@ -136,11 +136,10 @@ fn tile_q8<const G: usize, const T: usize>(
                 _mm256_set_m128(d, d),
             )
         });
-        for (t, x) in xs.iter().enumerate() {
-            let xb = &x[kb];
-            let xv = load256(qs_bytes(xb));
+        for t in 0..T {
+            let xv = load256(qs_bytes(&xs[t][kb]));
             let ax = _mm256_sign_epi8(xv, xv);
-            let dx = _mm256_set1_ps(f16_to_f32(xb.d));
+            let dx = _mm256_set1_ps(ps[t][kb].dx);
             let dot = |wr: __m256i| {
                 _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(wr, xv)), ones)
             };
@@ -228,30 +227,33 @@ fn pair_layout(v: __m128) -> __m256 {
     )
 }
 
+/// A prep's 16 bytes repeated in both lanes.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn prep_pairs(pr: &Prep) -> __m256i {
+    _mm256_broadcastsi128_si256(load128(&pr.v))
+}
+
 /// `G` row groups × `T` tokens of Q4 weights: `Σ (q - 8)·x = Σ q·x - 8·Σx`, the
-/// correction computed per activation block with `maddubs(8, x)` in the same i16
-/// pair layout, so it is exact.
+/// correction prepared per activation block in `maddubs`' i16 pair layout, so it is
+/// exact.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn tile_q4<const G: usize, const T: usize>(
     wg: &[&[BlockQ4x4]; G],
     xs: &[&[BlockQ8]; T],
+    ps: &[&[Prep]; T],
 ) -> [[[f32; ROWS]; T]; G] {
-    let nb = tile_len(wg, xs);
-    let eights = _mm256_set1_epi8(8);
+    let nb = tile_len(wg, xs, ps);
     let mut acc = [[_mm256_setzero_ps(); T]; G];
     for kb in 0..nb {
         let w: [Nibbles; G] = core::array::from_fn(|g| {
-            prefetch(wg[g], kb);
+            prefetch(wg[g], kb, G * T == 1);
             nibbles(&wg[g][kb].qs, &wg[g][kb].d, None)
         });
-        for (t, x) in xs.iter().enumerate() {
-            let xb = &x[kb];
-            let (xlo, xhi) = x_halves(xb);
-            let corr = _mm256_add_epi16(
-                _mm256_maddubs_epi16(eights, xlo),
-                _mm256_maddubs_epi16(eights, xhi),
-            );
-            let dx = _mm256_set1_ps(f16_to_f32(xb.d));
+        for t in 0..T {
+            let (xlo, xhi) = x_halves(&xs[t][kb]);
+            let pr = &ps[t][kb];
+            let (corr, dx) = (prep_pairs(pr), _mm256_set1_ps(pr.dx));
             for (a, w) in acc.iter_mut().zip(&w) {
                 let h = dot_nibbles(w, xlo, xhi, corr);
                 a[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(w.d, dx), a[t]);
@@ -261,37 +263,27 @@ fn tile_q4<const G: usize, const T: usize>(
     finish_pairs(&acc)
 }
 
-/// `G` row groups × `T` tokens of Q4A weights: `d_w·d_x·Σ q·x + m_w·d_x·Σx`. `Σx` is
-/// computed in the same two-halves-per-row layout as the products, so both terms
-/// accumulate into one vector.
+/// `G` row groups × `T` tokens of Q4A weights: `d_w·d_x·Σ q·x + m_w·d_x·Σx`, with the
+/// prepared Σx halves in the same two-entries-per-row layout as the products.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn tile_q4a<const G: usize, const T: usize>(
     wg: &[&[BlockQ4Ax4]; G],
     xs: &[&[BlockQ8]; T],
+    ps: &[&[Prep]; T],
 ) -> [[[f32; ROWS]; T]; G] {
-    let nb = tile_len(wg, xs);
-    let ones8 = _mm256_set1_epi8(1);
-    let ones16 = _mm256_set1_epi16(1);
+    let nb = tile_len(wg, xs, ps);
     let zero = _mm256_setzero_si256();
     let mut acc = [[_mm256_setzero_ps(); T]; G];
     for kb in 0..nb {
         let w: [Nibbles; G] = core::array::from_fn(|g| {
-            prefetch(wg[g], kb);
+            prefetch(wg[g], kb, G * T == 1);
             let p = &wg[g][kb];
             nibbles(&p.qs, &p.d, Some(&p.m))
         });
-        for (t, x) in xs.iter().enumerate() {
-            let xb = &x[kb];
-            let (xlo, xhi) = x_halves(xb);
-            // Σx in 4-value partial sums (both lanes alike), hadd'ed into the same
-            // positions as the products: each row's two entries add up to Σx.
-            let sx = _mm256_add_epi16(
-                _mm256_maddubs_epi16(ones8, xlo),
-                _mm256_maddubs_epi16(ones8, xhi),
-            );
-            let sx = _mm256_madd_epi16(sx, ones16);
-            let sx = _mm256_cvtepi32_ps(_mm256_hadd_epi32(sx, sx));
-            let dx = _mm256_set1_ps(f16_to_f32(xb.d));
+        for t in 0..T {
+            let (xlo, xhi) = x_halves(&xs[t][kb]);
+            let pr = &ps[t][kb];
+            let (sx, dx) = (_mm256_castsi256_ps(prep_pairs(pr)), _mm256_set1_ps(pr.dx));
             for (a, w) in acc.iter_mut().zip(&w) {
                 let h = dot_nibbles(w, xlo, xhi, zero);
                 let v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(w.d, dx), a[t]);
@@ -302,78 +294,6 @@ fn tile_q4a<const G: usize, const T: usize>(
     finish_pairs(&acc)
 }
 
-// ---------------------------------------------------------------- matvec tiles
-
-/// One row group × one token of Q8 weights (scale prepared).
-#[target_feature(enable = "avx2,fma,f16c")]
-fn gemv_tile_q8(w: &[BlockQ8x4], x: &[BlockQ8], prep: &[Prep]) -> [f32; ROWS] {
-    assert!(x.len() == w.len() && prep.len() == w.len());
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = _mm256_setzero_ps();
-    for (kb, ((p, xb), pr)) in w.iter().zip(x).zip(prep).enumerate() {
-        super::prefetch_far(w, kb);
-        let rows: &[[u8; QK]; ROWS] = bytemuck::cast_ref(&p.qs);
-        let xv = load256(qs_bytes(xb));
-        let ax = _mm256_sign_epi8(xv, xv);
-        let dot = |r: &[u8; QK]| {
-            _mm256_madd_epi16(
-                _mm256_maddubs_epi16(ax, _mm256_sign_epi8(load256(r), xv)),
-                ones,
-            )
-        };
-        let h01 = _mm256_hadd_epi32(dot(&rows[0]), dot(&rows[1]));
-        let h23 = _mm256_hadd_epi32(dot(&rows[2]), dot(&rows[3]));
-        let h = _mm256_hadd_epi32(h01, h23);
-        let d = scales4(&p.d);
-        let s = _mm256_mul_ps(_mm256_set_m128(d, d), _mm256_set1_ps(pr.dx));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), s, acc);
-    }
-    let s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
-    let mut out = [0.0f32; ROWS];
-    // SAFETY: `out` is 4 writable floats; `storeu` has no alignment requirement.
-    unsafe { _mm_storeu_ps(out.as_mut_ptr(), s) };
-    out
-}
-
-/// One row group × one token of Q4 weights, with the prepared `8·Σx` pair sums.
-#[target_feature(enable = "avx2,fma,f16c")]
-fn gemv_tile_q4(w: &[BlockQ4x4], x: &[BlockQ8], prep: &[Prep]) -> [f32; ROWS] {
-    assert!(x.len() == w.len() && prep.len() == w.len());
-    let mut acc = _mm256_setzero_ps();
-    for (kb, ((p, xb), pr)) in w.iter().zip(x).zip(prep).enumerate() {
-        super::prefetch_far(w, kb);
-        let nib = nibbles(&p.qs, &p.d, None);
-        let (xlo, xhi) = x_halves(xb);
-        let corr = _mm256_broadcastsi128_si256(load128(&pr.v));
-        let h = dot_nibbles(&nib, xlo, xhi, corr);
-        acc = _mm256_fmadd_ps(
-            _mm256_cvtepi32_ps(h),
-            _mm256_mul_ps(nib.d, _mm256_set1_ps(pr.dx)),
-            acc,
-        );
-    }
-    reduce_pairs(acc)
-}
-
-/// One row group × one token of Q4A weights, with the prepared Σx halves.
-#[target_feature(enable = "avx2,fma,f16c")]
-fn gemv_tile_q4a(w: &[BlockQ4Ax4], x: &[BlockQ8], prep: &[Prep]) -> [f32; ROWS] {
-    assert!(x.len() == w.len() && prep.len() == w.len());
-    let zero = _mm256_setzero_si256();
-    let mut acc = _mm256_setzero_ps();
-    for (kb, ((p, xb), pr)) in w.iter().zip(x).zip(prep).enumerate() {
-        super::prefetch_far(w, kb);
-        let nib = nibbles(&p.qs, &p.d, Some(&p.m));
-        let (xlo, xhi) = x_halves(xb);
-        let sx = _mm256_castsi256_ps(_mm256_broadcastsi128_si256(load128(&pr.v)));
-        let h = dot_nibbles(&nib, xlo, xhi, zero);
-        let dx = _mm256_set1_ps(pr.dx);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(nib.d, dx), acc);
-        acc = _mm256_fmadd_ps(sx, _mm256_mul_ps(nib.m, dx), acc);
-    }
-    reduce_pairs(acc)
-}
-
 // Matmul tiles, up to 4 tokens wide: Q4/Q4A take 2 row groups per tile (the activation
 // work shared by 8 rows pays for a few register spills: measured +15–25%); Q8, whose
 // decoded block is 4 registers, 1 group (2 groups measured slower).
@@ -381,7 +301,6 @@ gemm_kernels!(
     features = "avx2,fma,f16c",
     block = BlockQ8x4,
     tile = tile_q8,
-    gemv_tile = gemv_tile_q8,
     prep = super::prep_scale,
     gemm_groups = 1,
     gemm_tokens = [1, 2, 3, 4],
@@ -392,7 +311,6 @@ gemm_kernels!(
     features = "avx2,fma,f16c",
     block = BlockQ4x4,
     tile = tile_q4,
-    gemv_tile = gemv_tile_q4,
     prep = super::prep_q4_pairs,
     gemm_groups = 2,
     gemm_tokens = [1, 2, 3, 4],
@@ -403,7 +321,6 @@ gemm_kernels!(
     features = "avx2,fma,f16c",
     block = BlockQ4Ax4,
     tile = tile_q4a,
-    gemv_tile = gemv_tile_q4a,
     prep = super::prep_q4a_pairs,
     gemm_groups = 2,
     gemm_tokens = [1, 2, 3, 4],

@@ -1,10 +1,15 @@
 //! x86-64 kernels: AVX2 (+FMA, F16C) and AVX-512 VNNI.
 //!
-//! Both sets share one shape: a *tile* function computes `T` tokens × the 4 rows of
-//! one packed row group, loading and decoding each weight block once per tile and
-//! keeping the per-(token, row) sums in f32 vector accumulators. The matvec is the
-//! 1-token tile; the matmul walks the tokens in tiles of 4 (AVX2) or 8 (AVX-512) so
-//! the weights stream from memory once per row group.
+//! Both sets share one shape:
+//! - matmul: a *tile* function computes `G` row groups (4 rows each) × `T` tokens,
+//!   decoding each weight block once per tile and sharing each activation block's
+//!   work between the `G` groups, with the per-(row, token) sums in f32 vector
+//!   accumulators. Tiles are 2×8 (AVX-512) and 2×4 or 1×4 (AVX2). K is cut into
+//!   chunks of 64 blocks with token tiles outside row groups, so the activation-side
+//!   work of each block (offset sums, scale conversion: `Prep`) is done once per
+//!   call into a stack buffer, not once per row group, and stays in L1.
+//! - matvec: the 1×1 tile over one row group at a time, i.e. one sequential weight
+//!   stream, which the hardware prefetchers follow best (K chunks of 512 blocks).
 //!
 //! Numerics (same contract as [`crate::generic`]): each block's integer dot product is
 //! exact in `i32`, then scaled by `d_w · d_x` in f32 and accumulated with FMA. The
@@ -109,16 +114,31 @@ fn check_gemm(w_len: usize, nb: usize, x_len: usize, n: usize, y_len: usize) -> 
     groups
 }
 
-/// The `T` activation rows (of `nb` blocks each) starting at token `t0`.
+/// Blocks of K per matmul chunk (see the gemm driver in `gemm_kernels!`).
+const GEMM_KC: usize = 64;
+/// Widest matmul token tile (sizes the prepared-activation buffer: 10 KiB).
+const GEMM_TMAX: usize = 8;
+
+/// Blocks `k` of the `T` activation rows (of `nb` blocks each) from token `t0`.
 #[inline]
-fn token_rows<const T: usize>(x: &[BlockQ8], nb: usize, t0: usize) -> [&[BlockQ8]; T] {
-    core::array::from_fn(|j| &x[(t0 + j) * nb..(t0 + j + 1) * nb])
+fn token_rows<const T: usize>(
+    x: &[BlockQ8],
+    nb: usize,
+    t0: usize,
+    k: core::ops::Range<usize>,
+) -> [&[BlockQ8]; T] {
+    core::array::from_fn(|j| &x[(t0 + j) * nb..(t0 + j + 1) * nb][k.clone()])
 }
 
-/// The `G` row groups' blocks (of `nb` each) starting at group `g0`.
+/// Blocks `k` of the `G` row groups (of `nb` blocks each) from group `g0`.
 #[inline]
-fn group_rows<P, const G: usize>(w: &[P], nb: usize, g0: usize) -> [&[P]; G] {
-    core::array::from_fn(|i| &w[(g0 + i) * nb..(g0 + i + 1) * nb])
+fn group_rows<P, const G: usize>(
+    w: &[P],
+    nb: usize,
+    g0: usize,
+    k: core::ops::Range<usize>,
+) -> [&[P]; G] {
+    core::array::from_fn(|i| &w[(g0 + i) * nb..(g0 + i + 1) * nb][k.clone()])
 }
 
 /// Activation blocks prepared per gemv chunk (10 KiB of stack). Rows longer than
@@ -147,14 +167,9 @@ impl Prep {
     fn new(v: [u8; 16], xb: &BlockQ8) -> Prep {
         Prep {
             v,
-            dx: f16_scalar(xb.d),
+            dx: xb.d.to_f32(),
         }
     }
-}
-
-/// f16 → f32 outside the kernels (the prep is plain scalar code).
-fn f16_scalar(h: f16) -> f32 {
-    h.to_f32()
 }
 
 /// `Σ (x[k] + x[16 + k])` for `k` in each of `P` equal slices of `0..16`: the
@@ -206,50 +221,48 @@ fn prep_q4a_pairs(xb: &BlockQ8) -> Prep {
     Prep::new(bytemuck::cast([a, b, a, b]), xb)
 }
 
-/// How far ahead of the current block the weight streams prefetch. A tile of several
-/// row groups reads several streams at once, which the hardware prefetchers follow
-/// poorly (measured here: a cold 2-group matvec ran at half the bandwidth of a 1-group
-/// one); a software prefetch ~1 KiB ahead of each stream restores it.
-const PREFETCH_BYTES: usize = 1024;
-/// The matvec's prefetch distance.
-const GEMV_PREFETCH_BYTES: usize = 4096;
+/// Prefetch distances. The matmul tiles read 2 row groups, i.e. 2 interleaved streams,
+/// which the hardware prefetchers follow poorly (measured: a cold 2-group matvec ran at
+/// half the speed of a 1-group one), so each stream prefetches ~1 KiB ahead. The matvec
+/// reads one sequential stream and prefetches 4 KiB ahead (≈ DRAM latency × bandwidth).
+const GEMM_PREFETCH: usize = 1024;
+const GEMV_PREFETCH: usize = 4096;
 
-/// Prefetch `PREFETCH_BYTES` past block `kb` of `blocks`.
+/// Prefetch for a `G × T` tile's weight stream: `ahead` bytes past block `kb`.
 #[inline]
-fn prefetch<P>(blocks: &[P], kb: usize) {
+fn prefetch<P>(blocks: &[P], kb: usize, one_by_one: bool) {
+    let ahead = if one_by_one {
+        GEMV_PREFETCH
+    } else {
+        GEMM_PREFETCH
+    };
     let p = blocks
         .as_ptr()
         .wrapping_add(kb)
         .cast::<i8>()
-        .wrapping_add(PREFETCH_BYTES);
+        .wrapping_add(ahead);
     // SAFETY: a prefetch is only a hint: it never faults or reads into the program,
     // whatever the address (the pointer is never dereferenced).
     unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
 }
 
-/// Prefetch `GEMV_PREFETCH_BYTES` past block `kb` of `blocks`.
+/// Check a tile's slices: every group, token row and prep row has the same number of
+/// blocks.
 #[inline]
-fn prefetch_far<P>(blocks: &[P], kb: usize) {
-    let p = blocks
-        .as_ptr()
-        .wrapping_add(kb)
-        .cast::<i8>()
-        .wrapping_add(GEMV_PREFETCH_BYTES);
-    // SAFETY: a prefetch is only a hint: it never faults or reads into the program,
-    // whatever the address (the pointer is never dereferenced).
-    unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
-}
-
-/// Check a tile's slices: every group and token row has the same number of blocks.
-#[inline]
-fn tile_len<P, const G: usize, const T: usize>(wg: &[&[P]; G], xs: &[&[BlockQ8]; T]) -> usize {
+fn tile_len<P, const G: usize, const T: usize>(
+    wg: &[&[P]; G],
+    xs: &[&[BlockQ8]; T],
+    ps: &[&[Prep]; T],
+) -> usize {
     let nb = wg.first().map_or(0, |w| w.len());
-    assert!(wg.iter().all(|w| w.len() == nb) && xs.iter().all(|x| x.len() == nb));
+    assert!(wg.iter().all(|w| w.len() == nb));
+    assert!(xs.iter().all(|x| x.len() == nb) && ps.iter().all(|p| p.len() == nb));
     nb
 }
 
 /// Scatter a tile's results (`out[g][j][r]` = group `g0 + g`, token `t0 + j`, row `r`
-/// of the group) into `y[row * n + t]`.
+/// of the group) into `y[row * n + t]`, or add them there (`accumulate`: a later K
+/// chunk).
 #[inline]
 fn store_tile<const G: usize, const T: usize>(
     out: &[[[f32; ROWS]; T]; G],
@@ -257,11 +270,13 @@ fn store_tile<const G: usize, const T: usize>(
     n: usize,
     g0: usize,
     t0: usize,
+    accumulate: bool,
 ) {
     for (g, tokens) in out.iter().enumerate() {
         for (j, rows) in tokens.iter().enumerate() {
             for (r, &v) in rows.iter().enumerate() {
-                y[((g0 + g) * ROWS + r) * n + t0 + j] = v;
+                let o = &mut y[((g0 + g) * ROWS + r) * n + t0 + j];
+                *o = if accumulate { *o + v } else { v };
             }
         }
     }
@@ -280,7 +295,6 @@ macro_rules! gemm_kernels {
         features = $feat:literal,
         block = $P:ty,
         tile = $tile:ident,
-        gemv_tile = $gtile:ident,
         prep = $prep:path,
         gemm_groups = $gm:literal,
         gemm_tokens = [$($t:literal),+],
@@ -301,26 +315,43 @@ macro_rules! gemm_kernels {
                 return;
             }
             let tmax = [$($t),+].into_iter().max().unwrap_or(1);
-            let mut g0 = 0;
-            while g0 < groups {
-                let gc = if groups - g0 >= $gm { $gm } else { 1 };
+            assert!(tmax <= super::GEMM_TMAX);
+            // K is cut into chunks of GEMM_KC blocks; within a chunk, token tiles are
+            // the outer loop: a tile's activations are prepared once ([`super::Prep`])
+            // and stay in L1 while every row group passes over them. Chunk results
+            // add up in `y`.
+            let mut prep = [[super::Prep::ZERO; super::GEMM_KC]; super::GEMM_TMAX];
+            let mut k0 = 0;
+            while k0 < nb {
+                let k1 = (k0 + super::GEMM_KC).min(nb);
                 let mut t0 = 0;
                 while t0 < n {
                     let tc = (n - t0).min(tmax);
-                    // One arm per tile shape: each is its own monomorphised loop.
-                    // (Some arms repeat others when a width is 1.)
-                    #[allow(unreachable_patterns)]
-                    match (gc, tc) {
-                        (1, 1) => run_tile!($tile, 1, 1, w, nb, x, n, y, g0, t0),
-                        $(
-                            ($gm, $t) => run_tile!($tile, $gm, $t, w, nb, x, n, y, g0, t0),
-                            (1, $t) => run_tile!($tile, 1, $t, w, nb, x, n, y, g0, t0),
-                        )+
-                        _ => unreachable!("tile shape {gc}×{tc}"),
+                    for (j, pj) in prep.iter_mut().enumerate().take(tc) {
+                        let xr = &x[(t0 + j) * nb..(t0 + j + 1) * nb][k0..k1];
+                        for (p, xb) in pj.iter_mut().zip(xr) {
+                            *p = $prep(xb);
+                        }
+                    }
+                    let mut g0 = 0;
+                    while g0 < groups {
+                        let gc = if groups - g0 >= $gm { $gm } else { 1 };
+                        // One arm per tile shape: each is its own monomorphised loop.
+                        // (Some arms repeat others when a width is 1.)
+                        #[allow(unreachable_patterns)]
+                        match (gc, tc) {
+                            (1, 1) => run_tile!($tile, 1, 1, w, nb, x, n, y, g0, t0, k0, k1, prep),
+                            $(
+                                ($gm, $t) => run_tile!($tile, $gm, $t, w, nb, x, n, y, g0, t0, k0, k1, prep),
+                                (1, $t) => run_tile!($tile, 1, $t, w, nb, x, n, y, g0, t0, k0, k1, prep),
+                            )+
+                            _ => unreachable!("tile shape {gc}×{tc}"),
+                        }
+                        g0 += gc;
                     }
                     t0 += tc;
                 }
-                g0 += gc;
+                k0 = k1;
             }
         }
 
@@ -352,7 +383,7 @@ macro_rules! gemm_kernels {
                     *p = $prep(xb);
                 }
                 for (wg, yg) in w.chunks_exact(nb).zip(y.chunks_exact_mut(ROWS)) {
-                    let r = $gtile(&wg[k0..k1], xc, pc);
+                    let [[r]] = $tile::<1, 1>(&[&wg[k0..k1]], &[xc], &[&*pc]);
                     for (o, v) in yg.iter_mut().zip(r) {
                         *o += v;
                     }
@@ -364,11 +395,12 @@ macro_rules! gemm_kernels {
 }
 
 macro_rules! run_tile {
-    ($tile:ident, $g:literal, $t:literal, $w:expr, $nb:expr, $x:expr, $n:expr, $y:expr, $g0:expr, $t0:expr) => {{
-        let ws = super::group_rows::<_, $g>($w, $nb, $g0);
-        let xs = super::token_rows::<$t>($x, $nb, $t0);
-        let out = $tile::<$g, $t>(&ws, &xs);
-        super::store_tile(&out, $y, $n, $g0, $t0);
+    ($tile:ident, $g:literal, $t:literal, $w:expr, $nb:expr, $x:expr, $n:expr, $y:expr, $g0:expr, $t0:expr, $k0:expr, $k1:expr, $prep:expr) => {{
+        let ws = super::group_rows::<_, $g>($w, $nb, $g0, $k0..$k1);
+        let xs = super::token_rows::<$t>($x, $nb, $t0, $k0..$k1);
+        let ps: [&[super::Prep]; $t] = core::array::from_fn(|j| &$prep[j][..$k1 - $k0]);
+        let out = $tile::<$g, $t>(&ws, &xs, &ps);
+        super::store_tile(&out, $y, $n, $g0, $t0, $k0 > 0);
     }};
 }
 
@@ -424,13 +456,6 @@ fn qs_bytes(b: &BlockQ8) -> &[u8; QK] {
 fn scales4(d: &[f16; ROWS]) -> __m128 {
     let bits: u64 = bytemuck::cast(*d);
     _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64))
-}
-
-/// One f16 → f32 through F16C (the `half` crate's software path is slower in `no_std`).
-#[target_feature(enable = "avx2,f16c")]
-#[inline]
-fn f16_to_f32(h: f16) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.to_bits() as i32)))
 }
 
 /// Reduce an accumulator laid out `[r0, r0, r2, r2 | r1, r1, r3, r3]` (two partial
