@@ -26,6 +26,14 @@ enum Command {
     Inspect(cli::inspect::InspectArgs),
     /// Match sentences (stdin, one per line) to Home Assistant intents; JSON lines out.
     Intent(cli::intent::IntentArgs),
+    /// Generate text from a prompt (streams to stdout).
+    Run(cli::run::RunArgs),
+    /// Chat interactively (one user turn per stdin line).
+    Chat(cli::chat::ChatArgs),
+    /// Measure prompt and generation speed.
+    Bench(cli::bench::BenchArgs),
+    /// Perplexity of a text file (llama.cpp's method).
+    Perplexity(cli::perplexity::PerplexityArgs),
 }
 
 fn main() -> Result<()> {
@@ -42,6 +50,10 @@ fn main() -> Result<()> {
         Command::Convert(args) => cli::convert::run(args)?,
         Command::Inspect(args) => cli::inspect::run(args)?,
         Command::Intent(args) => cli::intent::run(&args)?,
+        Command::Run(a) => cli::run::run(a)?,
+        Command::Chat(a) => cli::chat::run(a)?,
+        Command::Bench(a) => cli::bench::run(a)?,
+        Command::Perplexity(a) => cli::perplexity::run(a)?,
     }
     Ok(())
 }

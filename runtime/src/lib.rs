@@ -8,6 +8,7 @@ pub mod convert;
 pub mod error;
 pub mod gguf;
 pub mod intent;
+pub mod llm;
 pub mod model;
 
 pub use error::{Error, Result};
