@@ -341,7 +341,8 @@ fn check_tensor(
         if t.offset > data_len {
             return Err(err(format!(
                 "tensor '{name}' data starts at {} past the end of the file (size {file_len})",
-                data_start + t.offset
+                // Widened: a hostile offset may not fit u64 once the data start is added.
+                data_start as u128 + t.offset as u128
             )));
         }
         return Ok(());
