@@ -20,6 +20,10 @@ struct Cli {
 enum Command {
     /// Show which kernel set this CPU uses (honours HEARTH_KERNELS).
     Kernels,
+    /// Convert a GGUF file or a Hugging Face safetensors folder to a Hearth model file.
+    Convert(cli::convert::ConvertArgs),
+    /// Show what is inside a Hearth model file.
+    Inspect(cli::inspect::InspectArgs),
     /// Generate text from a prompt (streams to stdout).
     Run(cli::run::RunArgs),
     /// Chat interactively (one user turn per stdin line).
@@ -41,6 +45,8 @@ fn main() -> Result<()> {
             let k = hearth_quant::Kernels::detect()?;
             println!("{}", k.name().as_str());
         }
+        Command::Convert(args) => cli::convert::run(args)?,
+        Command::Inspect(args) => cli::inspect::run(args)?,
         Command::Run(a) => cli::run::run(a)?,
         Command::Chat(a) => cli::chat::run(a)?,
         Command::Bench(a) => cli::bench::run(a)?,

@@ -17,8 +17,8 @@
 //!   throughput per weight byte; `×gemv` is its ratio to the same set's gemv.
 //! - gemm is timed per slice of 32 row groups (128 rows; what a thread would be handed),
 //!   scaled to the whole matrix; gemv per whole matrix.
-//! - Each figure is the median of repeated calls over ~0.4 s after a warm-up. Short
-//!   calls keep medians meaningful on a machine shared with other processes.
+//! - Each figure is the 10th percentile of repeated calls over ~0.4 s after a warm-up
+//!   (robust to the process being descheduled on a shared machine).
 use half::f16;
 use hearth_quant::dispatch::PackedData;
 use hearth_quant::packed::{groups, pack_matrix};
@@ -36,7 +36,10 @@ const GEMM_SLICE: usize = 32;
 /// Minimum bytes of distinct weight copies per shape, to defeat the caches.
 const COLD_BYTES: usize = 256 << 20;
 
-/// Run `f` repeatedly (warm-up first) for about `budget`; median seconds per call.
+/// Run `f` repeatedly (warm-up first) for about `budget`; seconds per call at the
+/// 10th percentile. Being descheduled only ever makes a call slower, so on a machine
+/// shared with other processes a low percentile estimates the undisturbed speed far
+/// more stably than the median (every figure, bandwidth included, uses the same rule).
 fn time_it(budget: Duration, mut f: impl FnMut()) -> f64 {
     f();
     f();
@@ -48,11 +51,11 @@ fn time_it(budget: Duration, mut f: impl FnMut()) -> f64 {
         samples.push(t.elapsed().as_secs_f64());
     }
     samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
+    samples[samples.len() / 10]
 }
 
-/// Elements per timed bandwidth call (1 MiB of f32 per array): short calls keep the
-/// median robust when other processes share the core.
+/// Elements per timed bandwidth call (1 MiB of f32 per array): short calls, like the
+/// kernels'.
 const CHUNK: usize = 1 << 18;
 
 /// Single-core memory bandwidth: (triad GB/s, read-only GB/s). Each timed call
@@ -62,10 +65,11 @@ fn memory_bandwidth(len: usize, budget: Duration) -> (f64, f64) {
     let b = vec![1.0f32; len];
     let c = vec![2.0f32; len];
     let s = black_box(3.0f32);
-    let chunks = len / CHUNK;
+    let chunk = CHUNK.min(len);
+    let chunks = len / chunk;
     let mut i = 0;
     let triad = time_it(budget, || {
-        let r = (i % chunks) * CHUNK..(i % chunks + 1) * CHUNK;
+        let r = (i % chunks) * chunk..(i % chunks + 1) * chunk;
         i += 1;
         for ((a, &b), &c) in a[r.clone()].iter_mut().zip(&b[r.clone()]).zip(&c[r]) {
             *a = b + s * c;
@@ -75,11 +79,11 @@ fn memory_bandwidth(len: usize, budget: Duration) -> (f64, f64) {
     // Integer sums vectorise freely (no float reassociation), so this is load-bound.
     let words: Vec<u32> = (0..3 * len as u32).collect();
     let read = time_it(budget, || {
-        let r = (i % (3 * chunks)) * CHUNK..(i % (3 * chunks) + 1) * CHUNK;
+        let r = (i % (3 * chunks)) * chunk..(i % (3 * chunks) + 1) * chunk;
         i += 1;
         black_box(words[r].iter().fold(0u32, |acc, &w| acc.wrapping_add(w)));
     });
-    let bytes = (CHUNK * 4) as f64;
+    let bytes = (chunk * 4) as f64;
     (3.0 * bytes / triad / 1e9, bytes / read / 1e9)
 }
 
@@ -212,18 +216,20 @@ fn bench_format<P: Format>(
             continue;
         }
         // Timed per slice of GEMM_SLICE row groups (the unit a thread pool hands
-        // out), walking slices of all copies in turn.
-        let slices = groups(rows).div_ceil(GEMM_SLICE);
+        // out), walking the full slices of all copies in turn (a last, partial slice
+        // is skipped so every timed call does the same work).
+        let slice = GEMM_SLICE.min(groups(rows));
+        let slices = groups(rows) / slice;
         let gemm_slice = time_it(budget, || {
             let m = &mats[(i / slices) % mats.len()];
-            let s = m.row_groups((i % slices) * GEMM_SLICE, (i % slices + 1) * GEMM_SLICE);
+            let s = m.row_groups((i % slices) * slice, (i % slices + 1) * slice);
             i += 1;
             k.gemm(&s, &x, GEMM_TOKENS, &mut y[..s.rows() * GEMM_TOKENS])
                 .expect("gemm");
             black_box(&mut y);
         });
-        // Scale a (full) slice's time to the whole matrix.
-        let gemm = gemm_slice * groups(rows) as f64 / GEMM_SLICE.min(groups(rows)) as f64;
+        // Scale a slice's time to the whole matrix.
+        let gemm = gemm_slice * groups(rows) as f64 / slice as f64;
         out.push(Row {
             shape: (rows, cols),
             format: P::NAME,
@@ -251,6 +257,13 @@ fn main() {
         (Duration::from_millis(1), 1 << 16, 1 << 20, &[(576, 1536)])
     };
 
+    // Diagnostic: HEARTH_BENCH_HOT=1 uses one copy per matrix (cache-resident when it
+    // fits), i.e. the kernels' compute speed rather than the memory's.
+    let cold = if std::env::var_os("HEARTH_BENCH_HOT").is_some() {
+        0
+    } else {
+        cold
+    };
     let mut sets: Vec<&'static Kernels> = hearth_quant::arch::available().to_vec();
     sets.push(Kernels::get(KernelSetName::Scalar).expect("scalar"));
 
@@ -258,9 +271,26 @@ fn main() {
     println!(
         "single-core memory bandwidth: triad {triad:.1} GB/s, read-only {read:.1} GB/s \
          (3 arrays of {} MiB)",
-        stream_len * 4 >> 20
+        (stream_len * 4) >> 20
     );
 
+    // HEARTH_BENCH_SHAPES=ROWSxCOLS,… replaces the default shapes.
+    let custom: Vec<(usize, usize)> = std::env::var("HEARTH_BENCH_SHAPES")
+        .map(|v| {
+            v.split(',')
+                .filter_map(|s| {
+                    let (r, c) = s.trim().split_once('x')?;
+                    Some((r.parse().ok()?, c.parse().ok()?))
+                })
+                .filter(|&(_, c): &(usize, usize)| c > 0 && c % QK == 0)
+                .collect()
+        })
+        .unwrap_or_default();
+    let shapes = if custom.is_empty() {
+        shapes
+    } else {
+        &custom[..]
+    };
     let mut rows = Vec::new();
     for &(r, c) in shapes {
         bench_format::<BlockQ4x4>(r, c, &sets, budget, cold, &mut rows);

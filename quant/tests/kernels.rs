@@ -311,6 +311,46 @@ proptest! {
     }
 }
 
+/// Long rows: the matvec kernels prepare activations in chunks of 256 blocks, so rows
+/// of more than 256 blocks (K > 8192) take several chunks.
+fn long_problem<B: std::fmt::Debug + Clone>(
+    block: impl Strategy<Value = B> + Clone,
+) -> impl Strategy<Value = (usize, usize, usize, Vec<B>, Vec<BlockQ8>)> {
+    (
+        1usize..=6,
+        prop_oneof![Just(255usize), Just(256), Just(257), 500usize..=600],
+    )
+        .prop_flat_map(move |(rows, nb)| {
+            (
+                Just(rows),
+                Just(nb),
+                Just(2usize),
+                prop::collection::vec(block.clone(), rows * nb),
+                prop::collection::vec(act_block(), 2 * nb),
+            )
+        })
+}
+
+proptest! {
+    // Few cases: each one is large.
+    #![proptest_config(ProptestConfig::with_cases(6))]
+
+    #[test]
+    fn long_rows_match_scalar((rows, nb, n, w, x) in long_problem(q4_block())) {
+        check_format!(BlockQ4x4, Q4, rows, nb, n, &w, &x);
+    }
+
+    #[test]
+    fn long_rows_match_scalar_q8((rows, nb, n, w, x) in long_problem(q8_block())) {
+        check_format!(BlockQ8x4, Q8, rows, nb, n, &w, &x);
+    }
+
+    #[test]
+    fn long_rows_match_scalar_q4a((rows, nb, n, w, x) in long_problem(q4a_block())) {
+        check_format!(BlockQ4Ax4, Q4A, rows, nb, n, &w, &x);
+    }
+}
+
 /// Rows of activations of 1..=20 blocks, mixing ordinary values with the corner cases
 /// the SIMD quantizer must reproduce exactly.
 fn activation_rows() -> impl Strategy<Value = Vec<f32>> {

@@ -20,6 +20,9 @@ struct Weights {
     tensors: BTreeMap<String, (Vec<usize>, Vec<f32>, Dtype)>,
 }
 
+/// One serialized tensor: name, shape, dtype, bytes.
+type Encoded = (String, Vec<usize>, Dtype, Vec<u8>);
+
 fn encode(x: &[f32], dtype: Dtype) -> Vec<u8> {
     match dtype {
         Dtype::F32 => x.iter().flat_map(|v| v.to_le_bytes()).collect(),
@@ -98,11 +101,11 @@ fn hf_folder(dir: &Path, model_type: &str, seed: u64) -> Weights {
         add(p("mlp.up_proj.weight"), vec![FFN, DIM], Dtype::F16);
         add(p("mlp.down_proj.weight"), vec![DIM, FFN], Dtype::F32);
     }
-    let encoded: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = tensors
+    let encoded: Vec<Encoded> = tensors
         .iter()
         .map(|(n, (s, x, d))| (n.clone(), s.clone(), *d, encode(x, *d)))
         .collect();
-    let shards: Vec<Vec<&(String, Vec<usize>, Dtype, Vec<u8>)>> = if qwen {
+    let shards: Vec<Vec<&Encoded>> = if qwen {
         let (a, b): (Vec<_>, Vec<_>) = encoded.iter().partition(|t| t.0.contains("layers.0."));
         vec![a, b]
     } else {

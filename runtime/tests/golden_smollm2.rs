@@ -19,15 +19,17 @@ const NEAR_TIE: f32 = 0.05;
 /// the 64 steps. Measured: max 0.41 (step 19), mean 0.14, and our top-1 equals
 /// llama.cpp's at every step except the 0.008 near-tie of step 2.
 ///
-/// Why not tighter: llama.cpp quantizes activations to Q8_1 (f16-rounded block
-/// sums), rounds q to f16 before Q·K with an f16 KV cache, and uses approximate
-/// exp/silu. These tiny perturbations move individual Q8 activation codes across
-/// rounding boundaries, and that is amplified through 30 layers: rounding only q to
-/// f16 in *our* engine (as llama.cpp does) moves our logits against llama.cpp's
-/// by up to 0.60 — the noise floor of this comparison. A wrong RoPE pairing,
-/// theta, norm epsilon or attention scale shows up as deviations of several units
-/// and top-1 disagreements at large margins.
-const LOGIT_TOL_MAX: f32 = 0.5;
+/// Why the max cannot be tight: llama.cpp quantizes activations to Q8_1 (f16-rounded
+/// block sums), rounds q to f16 before Q·K with an f16 KV cache, and uses
+/// approximate exp/silu. Such tiny perturbations move individual Q8 activation codes
+/// across rounding boundaries, which 30 layers amplify. Measured on our own engine
+/// against llama.cpp: rounding q to f16 (as llama.cpp does) → max 0.60; only
+/// changing the float summation order of the attention dot products (AVX2, 16
+/// lanes) → max 0.73, mean 0.145. So the max is bounded at 1.0 and the mean — which
+/// those variations barely move — at 0.2. A wrong RoPE pairing, theta, norm epsilon
+/// or attention scale shifts logits by several units and flips top-1 tokens at
+/// large margins.
+const LOGIT_TOL_MAX: f32 = 1.0;
 const LOGIT_TOL_MEAN: f32 = 0.2;
 
 struct Golden {
@@ -226,4 +228,29 @@ fn teacher_forced_logits_track_llama_cpp() {
         mean < LOGIT_TOL_MEAN,
         "mean logit deviation {mean} exceeds {LOGIT_TOL_MEAN}"
     );
+}
+
+#[test]
+fn streamed_pieces_are_whole_characters_with_the_real_tokenizer() {
+    use hearth_runtime::llm::TextStream;
+    let e = engine();
+    let text = "Grüße aus Köln 🙂🎉 — 東京タワー, naïve café";
+    let ids = e.tokenize(text, false).unwrap();
+    let mut stream = TextStream::new();
+    let (mut out, mut held) = (String::new(), 0);
+    for &id in &ids {
+        match stream.step(id, |w| e.detokenize(w)).unwrap() {
+            Some(piece) => {
+                assert!(
+                    !piece.contains('\u{FFFD}'),
+                    "partial character in {piece:?}"
+                );
+                out.push_str(&piece);
+            }
+            None => held += 1,
+        }
+    }
+    assert_eq!(out, text);
+    // Some characters span several byte-level tokens: those tokens were held back.
+    assert!(held > 0, "expected multi-token characters in {ids:?}");
 }

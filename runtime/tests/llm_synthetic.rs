@@ -520,6 +520,14 @@ fn prefix_reuse_and_forked_sessions_match_fresh_runs() {
     let l = a.sync(&[5, 17, 3, 69, 9, 10, 11]).unwrap().to_vec();
     assert_eq!(a.tokens(), &[5, 17, 3, 69, 9, 10, 11]);
     assert!(max_diff(&l, &fresh(&[5, 17, 3, 69, 9, 10, 11])) < 1e-4);
+    // A sync that cannot fit is rejected without touching the cache.
+    let long: Vec<u32> = (0..40).map(|i| i % VOCAB as u32).collect();
+    assert!(a
+        .sync(&long)
+        .unwrap_err()
+        .to_string()
+        .starts_with("context full"));
+    assert_eq!(a.tokens(), &[5, 17, 3, 69, 9, 10, 11]);
     // Syncing to the same tokens re-runs only the last one and gives the same logits.
     let again = a.sync(&[5, 17, 3, 69, 9, 10, 11]).unwrap().to_vec();
     assert!(max_diff(&l, &again) < 1e-6);
@@ -676,4 +684,29 @@ fn perplexity_matches_a_direct_computation() {
     assert!((p.ppl - want).abs() / want < 1e-4, "{} vs {want}", p.ppl);
     assert!(p.stderr > 0.0);
     assert!(perplexity(&e, &text[..7], 8, None, |_, _| {}).is_err());
+}
+
+#[test]
+fn engine_and_session_can_move_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Engine>();
+    send_sync::<Session>();
+    // A session built on one thread runs on another.
+    let e = engine(
+        synth(4, 2, 16, RopeStyle::Norm, false, 11),
+        2,
+        KvType::F16,
+        32,
+    );
+    let mut s = e.new_session(16).unwrap();
+    let want = e
+        .new_session(16)
+        .unwrap()
+        .prefill(&TOKENS[..3])
+        .unwrap()
+        .to_vec();
+    let got = std::thread::spawn(move || s.prefill(&TOKENS[..3]).unwrap().to_vec())
+        .join()
+        .unwrap();
+    assert!(max_diff(&got, &want) < 1e-6);
 }

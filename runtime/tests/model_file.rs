@@ -137,6 +137,15 @@ fn round_trip_through_disk_and_memory() {
         }
     }
     assert!(m.verify().is_empty());
+    // mlock needs RLIMIT_MEMLOCK room; when the limit refuses, the error must say so.
+    let locked = LoadOptions {
+        mlock: true,
+        advise: Advice::Random,
+    };
+    match ModelFile::open_with(&path, &locked) {
+        Ok(l) => assert_eq!(l.config(), &cfg),
+        Err(e) => assert!(e.to_string().contains("mlock of"), "{e}"),
+    }
     // Same bytes in memory give the same model.
     let m2 = ModelFile::from_bytes(std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(m2.config(), m.config());

@@ -1,5 +1,11 @@
 //! `hearth run`: one prompt in, a streamed completion out. Also the model-loading and
 //! prompt helpers the other LLM commands share.
+//!
+//! Defaults: greedy decoding (`--temp 0`; give a temperature to sample, with
+//! llama.cpp's top-k 40 / top-p 0.95 / min-p 0.05), 128 new tokens, a context of
+//! min(2048, the model's), all cores, f16 KV cache. `-p` text goes through the
+//! model's ChatML template (with its default system prompt) unless `--raw`;
+//! `--prompt-ids` is fed exactly as given.
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hearth_runtime::llm::{
@@ -117,6 +123,32 @@ pub fn prompt_ids(
     Ok(engine.tokenize(&rendered, engine.info().add_bos)?)
 }
 
+/// Token ids of a conversation read from a JSON file, ending with the assistant prompt.
+fn conversation_ids(engine: &Engine, path: &Path) -> Result<Vec<u32>> {
+    #[derive(serde::Deserialize)]
+    struct Msg {
+        role: String,
+        content: String,
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let msgs: Vec<Msg> = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: expected [{{\"role\": …, \"content\": …}}]",
+            path.display()
+        )
+    })?;
+    if msgs.is_empty() {
+        bail!("empty prompt: {} holds no messages", path.display());
+    }
+    let msgs = msgs
+        .into_iter()
+        .map(|m| Ok(ChatMessage::new(m.role.parse::<Role>()?, m.content)))
+        .collect::<Result<Vec<_>>>()?;
+    let tpl = ChatTemplate::from_model(engine.info().chat_template.as_deref())?;
+    Ok(engine.tokenize(&tpl.render(&msgs, true), engine.info().add_bos)?)
+}
+
 /// Arguments of `hearth run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -126,13 +158,17 @@ pub struct RunArgs {
     #[arg(
         short = 'p',
         long = "prompt",
-        conflicts_with = "prompt_ids",
-        required_unless_present = "prompt_ids"
+        conflicts_with_all = ["prompt_ids", "messages"],
+        required_unless_present_any = ["prompt_ids", "messages"]
     )]
     pub prompt: Option<String>,
     /// Prompt as token ids, e.g. "1 9690 198" (fed as is).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "messages")]
     pub prompt_ids: Option<String>,
+    /// A conversation to continue: JSON file with `[{"role": "user", "content": "…"}, …]`
+    /// (roles: system, user, assistant).
+    #[arg(long)]
+    pub messages: Option<PathBuf>,
     /// Skip the chat template.
     #[arg(long)]
     pub raw: bool,
@@ -164,10 +200,13 @@ pub struct RunArgs {
 pub fn run(a: RunArgs) -> Result<()> {
     let mut sampler = a.sampling.sampler()?;
     let (engine, _) = load_engine(&a.model, &a.engine)?;
-    let prompt = match (&a.prompt, &a.prompt_ids) {
-        (_, Some(ids)) => parse_ids(ids)?,
-        (Some(text), None) => prompt_ids(&engine, text, a.raw, a.system.as_deref())?,
-        (None, None) => bail!("give a prompt with -p TEXT or --prompt-ids \"…\""),
+    let prompt = match (&a.prompt, &a.prompt_ids, &a.messages) {
+        (_, Some(ids), _) => parse_ids(ids)?,
+        (Some(text), None, _) => prompt_ids(&engine, text, a.raw, a.system.as_deref())?,
+        (None, None, Some(path)) => conversation_ids(&engine, path)?,
+        (None, None, None) => {
+            bail!("give a prompt with -p TEXT, --prompt-ids \"…\" or --messages FILE")
+        }
     };
     if prompt.is_empty() {
         bail!("empty prompt");
@@ -218,6 +257,13 @@ pub fn run(a: RunArgs) -> Result<()> {
             g.gen_ms,
             g.tokens_per_s(),
             g.stop
+        );
+        eprintln!(
+            "session: {}-token context, {:.1} MiB KV cache + scratch (allocated up front), {} threads, {} kernels",
+            session.capacity(),
+            session.memory_bytes() as f64 / (1024.0 * 1024.0),
+            engine.options().threads,
+            engine.kernels().name().as_str()
         );
     }
     if g.stop == StopReason::ContextFull {

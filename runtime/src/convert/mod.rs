@@ -172,7 +172,7 @@ fn write_model<'s>(
     }
     // Open every source first: a missing or mis-shaped tensor fails before any writing.
     let sources = specs.iter().map(&mut source).collect::<Result<Vec<_>>>()?;
-    let total: u64 = specs.iter().map(|s| (s.rows * s.cols) as u64).sum();
+    let total: u64 = specs.iter().map(|s| s.rows as u64 * s.cols as u64).sum();
     let mut done = 0u64;
     progress(0, total);
     let mut w = ModelWriter::create(output, config, tokenizer_json)?;

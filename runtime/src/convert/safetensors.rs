@@ -209,7 +209,10 @@ impl RowSource for StRows<'_> {
     }
     fn f32_rows(&self, r0: usize, r1: usize, out: &mut [f32]) -> Result<()> {
         let size = self.dtype.bitsize() / 8;
-        let bytes = &self.data[r0 * self.cols * size..r1 * self.cols * size];
+        let bytes = self
+            .data
+            .get(r0 * self.cols * size..r1 * self.cols * size)
+            .ok_or_else(|| bad(format!("tensor data is shorter than rows {r0}..{r1}")))?;
         let words = bytes.chunks_exact(size).zip(out.iter_mut());
         match self.dtype {
             Dtype::F32 => {

@@ -3,9 +3,13 @@
 //! Written from the block format definitions. All block types are read field by
 //! field from byte slices, so the input needs no particular alignment.
 use half::f16;
+use rayon::prelude::*;
 
 use super::types::GgmlType;
 use crate::{Error, Result};
+
+/// Inputs of at least this many values are dequantized in parallel.
+const PARALLEL_MIN_VALUES: usize = 1 << 20;
 
 fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
@@ -23,8 +27,8 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
     let (block_elems, block_bytes) = ty
         .block_layout()
         .expect("dequantizable types have a layout");
-    if bytes.len() % block_bytes != 0
-        || out.len() % block_elems != 0
+    if !bytes.len().is_multiple_of(block_bytes)
+        || !out.len().is_multiple_of(block_elems)
         || bytes.len() / block_bytes != out.len() / block_elems
     {
         return Err(Error::Format(format!(
@@ -34,9 +38,6 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
             out.len()
         )));
     }
-    let blocks = bytes
-        .chunks_exact(block_bytes)
-        .zip(out.chunks_exact_mut(block_elems));
     let block_fn: fn(&[u8], &mut [f32]) = match ty {
         GgmlType::F32 => |b, y| y[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
         GgmlType::F16 => |b, y| y[0] = f16_at(b, 0),
@@ -53,8 +54,24 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
         GgmlType::Q6_K => q6_k,
         _ => unreachable!("checked by can_dequantize"),
     };
-    for (b, y) in blocks {
-        block_fn(b, y);
+    let run = |bytes: &[u8], out: &mut [f32]| {
+        for (b, y) in bytes
+            .chunks_exact(block_bytes)
+            .zip(out.chunks_exact_mut(block_elems))
+        {
+            block_fn(b, y);
+        }
+    };
+    // Whole tensors (embeddings of 100M+ values) are split across the thread pool;
+    // small inputs are not worth the hand-off.
+    if out.len() >= PARALLEL_MIN_VALUES {
+        let chunk_blocks = PARALLEL_MIN_VALUES / 4 / block_elems;
+        bytes
+            .par_chunks(chunk_blocks * block_bytes)
+            .zip(out.par_chunks_mut(chunk_blocks * block_elems))
+            .for_each(|(b, y)| run(b, y));
+    } else {
+        run(bytes, out);
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! hostile header claiming a billion-entry array or a 2^60-byte string fails at
 //! once with a clear error instead of exhausting memory. Nesting depth is capped so
 //! arrays of arrays cannot overflow the stack.
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use super::types::{GgmlType, GgufTensorInfo, MetaValue};
 use crate::{Error, Result};
@@ -25,6 +25,8 @@ pub(crate) struct Parsed {
     pub version: u32,
     pub metadata: BTreeMap<String, MetaValue>,
     pub tensors: Vec<GgufTensorInfo>,
+    /// Tensor name → position in `tensors`.
+    pub index: HashMap<String, usize>,
     pub alignment: u64,
     /// File offset of the (aligned) start of the tensor data section.
     pub data_start: usize,
@@ -250,7 +252,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed> {
     };
 
     let mut tensors = Vec::with_capacity(n_tensors);
-    let mut names = HashSet::with_capacity(n_tensors);
+    let mut index = HashMap::with_capacity(n_tensors);
     for i in 0..n_tensors {
         let raw = c.raw_string(&|| format!("tensor #{i} name"))?;
         let name = std::str::from_utf8(raw)
@@ -269,7 +271,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed> {
         }
         let ty = GgmlType::from_id(c.u32(&what)?);
         let offset = c.u64(&what)?;
-        if !names.insert(name.clone()) {
+        if index.insert(name.clone(), tensors.len()).is_some() {
             return Err(err(format!("duplicate tensor name '{name}'")));
         }
         tensors.push(GgufTensorInfo {
@@ -295,6 +297,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed> {
         version,
         metadata,
         tensors,
+        index,
         alignment,
         data_start,
     })
@@ -326,7 +329,7 @@ fn check_tensor(
                 ))
             })?;
     }
-    if t.offset % alignment != 0 {
+    if !t.offset.is_multiple_of(alignment) {
         return Err(err(format!(
             "tensor '{name}' offset {} is not a multiple of the alignment {alignment}",
             t.offset
@@ -344,7 +347,7 @@ fn check_tensor(
         return Ok(());
     };
     let cols = t.dims.first().copied().unwrap_or(1);
-    if cols % block_elems as u64 != 0 {
+    if !cols.is_multiple_of(block_elems as u64) {
         return Err(err(format!(
             "tensor '{name}' of type {} has row length {cols}, not a multiple of its block size {block_elems}",
             t.ty

@@ -112,16 +112,18 @@ fn push(out: &mut String, role: Role, content: &str) {
 /// The literal default system message of a ChatML Jinja template, e.g. SmolLM2's
 /// `'<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by
 /// Hugging Face<|im_end|>\n'` (the `\n` written as an escape in the Jinja string).
+/// Every `<|im_start|>system` in the template is tried: Qwen2.5's first one is built
+/// from variables (tools branch), its second one is the literal default.
 fn default_system_prompt(src: &str) -> Option<String> {
     let src = src.replace("\\n", "\n");
     let start = "<|im_start|>system\n";
-    let at = src.find(start)? + start.len();
-    let rest = &src[at..];
-    let end = rest.find("<|im_end|>")?;
-    let text = &rest[..end];
-    // A template that builds the message from variables has no literal default.
-    (!text.contains("{{") && !text.contains("{%") && !text.contains('\'') && !text.contains('+'))
-        .then(|| text.to_string())
+    src.match_indices(start).find_map(|(at, _)| {
+        let rest = &src[at + start.len()..];
+        let text = &rest[..rest.find("<|im_end|>")?];
+        // A message built from variables has no literal default.
+        let literal = !text.is_empty() && !text.contains(['{', '}', '\'', '"', '+']);
+        literal.then(|| text.to_string())
+    })
 }
 
 #[cfg(test)]
@@ -183,6 +185,26 @@ mod tests {
         assert_eq!(
             ChatTemplate::from_model(Some(qwen)).unwrap().default_system,
             None
+        );
+    }
+
+    #[test]
+    fn qwen25_default_system_prompt_is_found_past_the_tools_branch() {
+        let qwen25 = r#"{%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] }}{%- endif %}
+    {{- "<|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}
+    {%- else %}
+        {{- '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}"#;
+        let t = ChatTemplate::from_model(Some(qwen25)).unwrap();
+        assert_eq!(
+            t.default_system.as_deref(),
+            Some("You are Qwen, created by Alibaba Cloud. You are a helpful assistant.")
         );
     }
 }

@@ -317,6 +317,14 @@ impl Session {
         if ids.is_empty() {
             return Err(Error::Invalid("empty prompt".into()));
         }
+        if ids.len() > self.capacity() {
+            // Checked before truncating, so a rejected sync leaves the cache intact.
+            return Err(Error::Invalid(format!(
+                "context full: {} tokens exceed the {}-token context",
+                ids.len(),
+                self.capacity()
+            )));
+        }
         let common = self
             .tokens
             .iter()

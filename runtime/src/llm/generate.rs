@@ -232,7 +232,8 @@ pub fn generate(
     let prompt_ms = t0.elapsed().as_secs_f64() * 1e3;
 
     let t1 = Instant::now();
-    let mut history: Vec<u32> = prompt.to_vec();
+    let mut history: Vec<u32> = Vec::with_capacity(prompt.len() + opts.max_tokens);
+    history.extend_from_slice(prompt);
     let mut ids = Vec::with_capacity(opts.max_tokens);
     let mut stream = TextStream::new();
     let mut stops = StopMatcher::new(&opts.stop_strings);

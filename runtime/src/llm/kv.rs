@@ -111,7 +111,7 @@ impl KvCache {
         if ctx == 0 {
             return Err(Error::Invalid("context length must be at least 1".into()));
         }
-        if ty == KvType::Q8 && head_dim % QK != 0 {
+        if ty == KvType::Q8 && !head_dim.is_multiple_of(QK) {
             return Err(Error::Invalid(format!(
                 "q8 KV cache needs head_dim a multiple of {QK}, got {head_dim}"
             )));

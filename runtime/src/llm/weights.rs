@@ -57,10 +57,10 @@ impl Hparams {
         {
             return bad(format!("{self:?}"));
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return bad(format!("head_dim {} must be even and > 0", self.head_dim));
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad(format!(
                 "n_heads {} is not a multiple of n_kv_heads {}",
                 self.n_heads, self.n_kv_heads
@@ -71,11 +71,15 @@ impl Hparams {
             ("ffn_dim", self.ffn_dim),
             ("q_dim", self.q_dim()),
         ] {
-            if v % QK != 0 {
+            if !v.is_multiple_of(QK) {
                 return bad(format!("{what} {v} is not a multiple of {QK}"));
             }
         }
-        if !(self.norm_eps >= 0.0) || !(self.rope_theta > 0.0) {
+        if !self.norm_eps.is_finite()
+            || self.norm_eps < 0.0
+            || !self.rope_theta.is_finite()
+            || self.rope_theta <= 0.0
+        {
             return bad(format!(
                 "norm_eps {} / rope_theta {}",
                 self.norm_eps, self.rope_theta

@@ -64,7 +64,8 @@ pub struct ModelConfig {
     pub eos_id: u32,
     /// Tokens that end generation: eos and end-of-turn tokens.
     pub stop_ids: Vec<u32>,
-    /// Prepend `bos_id` when encoding a prompt.
+    /// Prepend `bos_id` when encoding a prompt. Encode with `add_special_tokens = false`:
+    /// this flag, not the tokenizer.json's post-processor, decides about BOS.
     pub add_bos: bool,
     /// Jinja chat template, if the source had one.
     pub chat_template: Option<String>,

@@ -193,8 +193,7 @@ impl ModelFile {
         let config_bytes = section(bytes, header.config, "config")?;
         let tok_bytes = section(bytes, header.tokenizer, "tokenizer")?;
         let table_bytes = section(bytes, header.table, "tensor table")?;
-        let data = section(bytes, header.data, "tensor data")?;
-        let _ = data;
+        section(bytes, header.data, "tensor data")?;
         if header.data.offset % DATA_ALIGN != 0 {
             return Err(fmt_err(format!(
                 "tensor data section starts at {}, not a multiple of {DATA_ALIGN}",
@@ -463,4 +462,14 @@ fn validate_table(entries: Vec<TableEntry>, data: Section) -> Result<Vec<TensorI
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The engine shares one `ModelFile` between threads (`Arc<ModelFile>`).
+    #[test]
+    fn model_file_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<super::ModelFile>();
+    }
 }

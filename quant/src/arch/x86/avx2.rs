@@ -9,14 +9,13 @@
 //! - Q4 × Q8 multiplies the unsigned nibble (0..=15) with `x` directly: a pair is at
 //!   most `2 · 15 · 128 = 3840`, the low and high halves together 7680, and the
 //!   `-8 · Σx` correction (at most 4096 per i16 lane) keeps it below 11776.
-use super::{f16_to_f32, load128, load256, load_ps, qs_bytes, reduce_pairs, scales4, store256};
+use super::{
+    load128, load256, load_ps, prefetch, qs_bytes, reduce_pairs, scales4, store256, tile_len, Prep,
+};
 use crate::block::{BlockQ8, QK};
 use crate::packed::{BlockQ4Ax4, BlockQ4x4, BlockQ8x4, ROWS};
 use core::arch::x86_64::*;
 use half::f16;
-
-// Gemm tiles are 4 tokens wide: 4 accumulators plus the decoded weights and an
-// activation block fit the 16 ymm registers.
 
 // ---------------------------------------------------------------- activation quantizer
 
@@ -84,73 +83,105 @@ fn quantize_block(x: &[[f32; 8]; 4], out: &mut BlockQ8) {
 
 // ---------------------------------------------------------------- Q8 × Q8
 
-/// `T` tokens × one row group of Q8 weights.
+/// `out[g][t]` from accumulators in the layout `[r0, r1, r2, r3 | r0, r1, r2, r3]`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn finish_halves<const G: usize, const T: usize>(acc: &[[__m256; T]; G]) -> [[[f32; ROWS]; T]; G] {
+    let mut out = [[[0.0f32; ROWS]; T]; G];
+    for (o, a) in out.iter_mut().zip(acc) {
+        for (o, a) in o.iter_mut().zip(a) {
+            let s = _mm_add_ps(_mm256_castps256_ps128(*a), _mm256_extractf128_ps::<1>(*a));
+            // SAFETY: `o` is 4 writable floats; `storeu` has no alignment requirement.
+            unsafe { _mm_storeu_ps(o.as_mut_ptr(), s) };
+        }
+    }
+    out
+}
+
+/// `out[g][t]` from accumulators in the layout `[r0, r0, r2, r2 | r1, r1, r3, r3]`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn finish_pairs<const G: usize, const T: usize>(acc: &[[__m256; T]; G]) -> [[[f32; ROWS]; T]; G] {
+    let mut out = [[[0.0f32; ROWS]; T]; G];
+    for (o, a) in out.iter_mut().zip(acc) {
+        for (o, a) in o.iter_mut().zip(a) {
+            *o = reduce_pairs(*a);
+        }
+    }
+    out
+}
+
+/// `G` row groups × `T` tokens of Q8 weights.
 ///
 /// Per token and block, the four rows' `i32` products (8 lanes each) are folded by
 /// three `hadd`s into `[r0, r1, r2, r3 | r0, r1, r2, r3]` (two halves per row), scaled
 /// by `[d_w · d_x]` in the same layout and accumulated.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn tile_q8<const T: usize>(wg: &[BlockQ8x4], xs: &[&[BlockQ8]; T]) -> [[f32; ROWS]; T] {
-    for x in xs {
-        assert_eq!(x.len(), wg.len());
-    }
+fn tile_q8<const G: usize, const T: usize>(
+    wg: &[&[BlockQ8x4]; G],
+    xs: &[&[BlockQ8]; T],
+    ps: &[&[Prep]; T],
+) -> [[[f32; ROWS]; T]; G] {
+    let nb = tile_len(wg, xs, ps);
     let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); T];
-    for (kb, p) in wg.iter().enumerate() {
-        let rows: &[[u8; QK]; ROWS] = bytemuck::cast_ref(&p.qs);
-        let w = [
-            load256(&rows[0]),
-            load256(&rows[1]),
-            load256(&rows[2]),
-            load256(&rows[3]),
-        ];
-        let d = scales4(&p.d);
-        let d = _mm256_set_m128(d, d);
-        for (a, x) in acc.iter_mut().zip(xs) {
-            let xb = &x[kb];
-            let xv = load256(qs_bytes(xb));
+    let mut acc = [[_mm256_setzero_ps(); T]; G];
+    for kb in 0..nb {
+        let w: [([__m256i; ROWS], __m256); G] = core::array::from_fn(|g| {
+            prefetch(wg[g], kb, G * T == 1);
+            let p = &wg[g][kb];
+            let rows: &[[u8; QK]; ROWS] = bytemuck::cast_ref(&p.qs);
+            let d = scales4(&p.d);
+            (
+                core::array::from_fn(|r| load256(&rows[r])),
+                _mm256_set_m128(d, d),
+            )
+        });
+        for t in 0..T {
+            let xv = load256(qs_bytes(&xs[t][kb]));
             let ax = _mm256_sign_epi8(xv, xv);
+            let dx = _mm256_set1_ps(ps[t][kb].dx);
             let dot = |wr: __m256i| {
                 _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(wr, xv)), ones)
             };
-            let (s0, s1, s2, s3) = (dot(w[0]), dot(w[1]), dot(w[2]), dot(w[3]));
-            let h = _mm256_hadd_epi32(_mm256_hadd_epi32(s0, s1), _mm256_hadd_epi32(s2, s3));
-            let s = _mm256_mul_ps(d, _mm256_set1_ps(f16_to_f32(xb.d)));
-            *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), s, *a);
+            for (a, (w, d)) in acc.iter_mut().zip(&w) {
+                let h01 = _mm256_hadd_epi32(dot(w[0]), dot(w[1]));
+                let h23 = _mm256_hadd_epi32(dot(w[2]), dot(w[3]));
+                let h = _mm256_hadd_epi32(h01, h23);
+                a[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(*d, dx), a[t]);
+            }
         }
     }
-    let mut out = [[0.0f32; ROWS]; T];
-    for (o, a) in out.iter_mut().zip(&acc) {
-        let s = _mm_add_ps(_mm256_castps256_ps128(*a), _mm256_extractf128_ps::<1>(*a));
-        // SAFETY: `o` is 4 writable floats; `storeu` has no alignment requirement.
-        unsafe { _mm_storeu_ps(o.as_mut_ptr(), s) };
-    }
-    out
+    finish_halves(&acc)
 }
 
 // ---------------------------------------------------------------- Q4 / Q4A × Q8
 
 /// A Q4 row group's nibbles, decoded: for the row pairs (0, 1) and (2, 3), the low
 /// nibbles (values 0..16 of each row, one row per 128-bit lane) and the high ones
-/// (values 16..32).
+/// (values 16..32), with the row scales (and Q4A minimums) in the pair layout.
+#[derive(Clone, Copy)]
 struct Nibbles {
     lo01: __m256i,
     hi01: __m256i,
     lo23: __m256i,
     hi23: __m256i,
+    d: __m256,
+    m: __m256,
 }
 
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 #[inline]
-fn nibbles(qs: &[u8; 64]) -> Nibbles {
+fn nibbles(qs: &[u8; 64], d: &[f16; ROWS], m: Option<&[f16; ROWS]>) -> Nibbles {
     let halves: &[[u8; 32]; 2] = bytemuck::cast_ref(qs);
     let (v01, v23) = (load256(&halves[0]), load256(&halves[1]));
-    let m = _mm256_set1_epi8(0x0F);
+    let mask = _mm256_set1_epi8(0x0F);
     Nibbles {
-        lo01: _mm256_and_si256(v01, m),
-        hi01: _mm256_and_si256(_mm256_srli_epi16::<4>(v01), m),
-        lo23: _mm256_and_si256(v23, m),
-        hi23: _mm256_and_si256(_mm256_srli_epi16::<4>(v23), m),
+        lo01: _mm256_and_si256(v01, mask),
+        hi01: _mm256_and_si256(_mm256_srli_epi16::<4>(v01), mask),
+        lo23: _mm256_and_si256(v23, mask),
+        hi23: _mm256_and_si256(_mm256_srli_epi16::<4>(v23), mask),
+        d: pair_layout(scales4(d)),
+        m: m.map_or(_mm256_setzero_ps(), |m| pair_layout(scales4(m))),
     }
 }
 
@@ -196,99 +227,103 @@ fn pair_layout(v: __m128) -> __m256 {
     )
 }
 
-/// `T` tokens × one row group of Q4 weights: `Σ (q - 8)·x = Σ q·x - 8·Σx`, the
-/// correction computed per activation block with `maddubs(8, x)` in the same i16
-/// pair layout, so it is exact.
-#[target_feature(enable = "avx2,fma,f16c")]
-fn tile_q4<const T: usize>(wg: &[BlockQ4x4], xs: &[&[BlockQ8]; T]) -> [[f32; ROWS]; T] {
-    for x in xs {
-        assert_eq!(x.len(), wg.len());
-    }
-    let eights = _mm256_set1_epi8(8);
-    let mut acc = [_mm256_setzero_ps(); T];
-    for (kb, p) in wg.iter().enumerate() {
-        let w = nibbles(&p.qs);
-        let d = pair_layout(scales4(&p.d));
-        for (a, x) in acc.iter_mut().zip(xs) {
-            let xb = &x[kb];
-            let (xlo, xhi) = x_halves(xb);
-            let corr = _mm256_add_epi16(
-                _mm256_maddubs_epi16(eights, xlo),
-                _mm256_maddubs_epi16(eights, xhi),
-            );
-            let h = dot_nibbles(&w, xlo, xhi, corr);
-            let s = _mm256_mul_ps(d, _mm256_set1_ps(f16_to_f32(xb.d)));
-            *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), s, *a);
-        }
-    }
-    let mut out = [[0.0f32; ROWS]; T];
-    for (o, a) in out.iter_mut().zip(&acc) {
-        *o = reduce_pairs(*a);
-    }
-    out
+/// A prep's 16 bytes repeated in both lanes.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn prep_pairs(pr: &Prep) -> __m256i {
+    _mm256_broadcastsi128_si256(load128(&pr.v))
 }
 
-/// `T` tokens × one row group of Q4A weights: `d_w·d_x·Σ q·x + m_w·d_x·Σx`. `Σx` is
-/// computed in the same two-halves-per-row layout as the products, so both terms
-/// accumulate into one vector.
+/// `G` row groups × `T` tokens of Q4 weights: `Σ (q - 8)·x = Σ q·x - 8·Σx`, the
+/// correction prepared per activation block in `maddubs`' i16 pair layout, so it is
+/// exact.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn tile_q4a<const T: usize>(wg: &[BlockQ4Ax4], xs: &[&[BlockQ8]; T]) -> [[f32; ROWS]; T] {
-    for x in xs {
-        assert_eq!(x.len(), wg.len());
+fn tile_q4<const G: usize, const T: usize>(
+    wg: &[&[BlockQ4x4]; G],
+    xs: &[&[BlockQ8]; T],
+    ps: &[&[Prep]; T],
+) -> [[[f32; ROWS]; T]; G] {
+    let nb = tile_len(wg, xs, ps);
+    let mut acc = [[_mm256_setzero_ps(); T]; G];
+    for kb in 0..nb {
+        let w: [Nibbles; G] = core::array::from_fn(|g| {
+            prefetch(wg[g], kb, G * T == 1);
+            nibbles(&wg[g][kb].qs, &wg[g][kb].d, None)
+        });
+        for t in 0..T {
+            let (xlo, xhi) = x_halves(&xs[t][kb]);
+            let pr = &ps[t][kb];
+            let (corr, dx) = (prep_pairs(pr), _mm256_set1_ps(pr.dx));
+            for (a, w) in acc.iter_mut().zip(&w) {
+                let h = dot_nibbles(w, xlo, xhi, corr);
+                a[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(w.d, dx), a[t]);
+            }
+        }
     }
-    let ones8 = _mm256_set1_epi8(1);
-    let ones16 = _mm256_set1_epi16(1);
+    finish_pairs(&acc)
+}
+
+/// `G` row groups × `T` tokens of Q4A weights: `d_w·d_x·Σ q·x + m_w·d_x·Σx`, with the
+/// prepared Σx halves in the same two-entries-per-row layout as the products.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile_q4a<const G: usize, const T: usize>(
+    wg: &[&[BlockQ4Ax4]; G],
+    xs: &[&[BlockQ8]; T],
+    ps: &[&[Prep]; T],
+) -> [[[f32; ROWS]; T]; G] {
+    let nb = tile_len(wg, xs, ps);
     let zero = _mm256_setzero_si256();
-    let mut acc = [_mm256_setzero_ps(); T];
-    for (kb, p) in wg.iter().enumerate() {
-        let w = nibbles(&p.qs);
-        let d = pair_layout(scales4(&p.d));
-        let m = pair_layout(scales4(&p.m));
-        for (a, x) in acc.iter_mut().zip(xs) {
-            let xb = &x[kb];
-            let (xlo, xhi) = x_halves(xb);
-            let h = dot_nibbles(&w, xlo, xhi, zero);
-            // Σx in 4-value partial sums (both lanes alike), hadd'ed into the same
-            // positions as `h`: each row's two entries add up to Σx.
-            let sx = _mm256_add_epi16(
-                _mm256_maddubs_epi16(ones8, xlo),
-                _mm256_maddubs_epi16(ones8, xhi),
-            );
-            let sx = _mm256_madd_epi16(sx, ones16);
-            let sx = _mm256_hadd_epi32(sx, sx);
-            let dx = _mm256_set1_ps(f16_to_f32(xb.d));
-            *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(d, dx), *a);
-            *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sx), _mm256_mul_ps(m, dx), *a);
+    let mut acc = [[_mm256_setzero_ps(); T]; G];
+    for kb in 0..nb {
+        let w: [Nibbles; G] = core::array::from_fn(|g| {
+            prefetch(wg[g], kb, G * T == 1);
+            let p = &wg[g][kb];
+            nibbles(&p.qs, &p.d, Some(&p.m))
+        });
+        for t in 0..T {
+            let (xlo, xhi) = x_halves(&xs[t][kb]);
+            let pr = &ps[t][kb];
+            let (sx, dx) = (_mm256_castsi256_ps(prep_pairs(pr)), _mm256_set1_ps(pr.dx));
+            for (a, w) in acc.iter_mut().zip(&w) {
+                let h = dot_nibbles(w, xlo, xhi, zero);
+                let v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(w.d, dx), a[t]);
+                a[t] = _mm256_fmadd_ps(sx, _mm256_mul_ps(w.m, dx), v);
+            }
         }
     }
-    let mut out = [[0.0f32; ROWS]; T];
-    for (o, a) in out.iter_mut().zip(&acc) {
-        *o = reduce_pairs(*a);
-    }
-    out
+    finish_pairs(&acc)
 }
 
+// Matmul tiles, up to 4 tokens wide: Q4/Q4A take 2 row groups per tile (the activation
+// work shared by 8 rows pays for a few register spills: measured +15–25%); Q8, whose
+// decoded block is 4 registers, 1 group (2 groups measured slower).
 gemm_kernels!(
     features = "avx2,fma,f16c",
     block = BlockQ8x4,
     tile = tile_q8,
-    tmax = 4,
+    prep = super::prep_scale,
+    gemm_groups = 1,
+    gemm_tokens = [1, 2, 3, 4],
     gemv = gemv_q8,
-    gemm = gemm_q8
+    gemm = gemm_q8,
 );
 gemm_kernels!(
     features = "avx2,fma,f16c",
     block = BlockQ4x4,
     tile = tile_q4,
-    tmax = 4,
+    prep = super::prep_q4_pairs,
+    gemm_groups = 2,
+    gemm_tokens = [1, 2, 3, 4],
     gemv = gemv_q4,
-    gemm = gemm_q4
+    gemm = gemm_q4,
 );
 gemm_kernels!(
     features = "avx2,fma,f16c",
     block = BlockQ4Ax4,
     tile = tile_q4a,
-    tmax = 4,
+    prep = super::prep_q4a_pairs,
+    gemm_groups = 2,
+    gemm_tokens = [1, 2, 3, 4],
     gemv = gemv_q4a,
-    gemm = gemm_q4a
+    gemm = gemm_q4a,
 );
