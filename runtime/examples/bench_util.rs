@@ -201,8 +201,10 @@ fn main() -> Res<()> {
         ["load", m, t] => cmd_load(m, t.parse()?),
         ["weight-bytes", f] => cmd_weight_bytes(f),
         ["bandwidth"] => cmd_bandwidth(),
-        _ => Err("usage: bench_util convert IN OUT POLICY | load MODEL THREADS | \
+        _ => Err(
+            "usage: bench_util convert IN OUT POLICY | load MODEL THREADS | \
                   weight-bytes FILE | bandwidth"
-            .into()),
+                .into(),
+        ),
     }
 }

@@ -55,13 +55,13 @@ def build():
 
 
 def hearth_model(policy):
-    """SmolLM2 converted with `policy` (cached)."""
+    """SmolLM2 converted with `hearth convert --quant policy` (cached)."""
     out = CACHE / f"smollm2-{policy}.hearth"
     if not out.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         log(f"converting {SRC_GGUF.name} --quant {policy} ...")
-        tmp = out.with_suffix(".tmp")
-        run([UTIL, "convert", SRC_GGUF, tmp, policy])
+        tmp = out.with_name(out.stem + ".part.hearth")
+        run([HEARTH, "convert", SRC_GGUF, "-o", tmp, "--quant", policy])
         tmp.rename(out)
     return out
 
