@@ -46,10 +46,17 @@ def run(cmd, **kw):
 
 
 def build():
-    """Release hearth + the bench helper, and the llama.cpp peer. Returns its bin dir."""
-    log("building hearth (release) ...")
-    run(["cargo", "build", "--release", "-q", "-p", "hearth"], cwd=REPO)
-    run(["cargo", "build", "--release", "-q", "-p", "hearth-runtime", "--example", "bench_util"], cwd=REPO)
+    """Release hearth + the bench helper, and the llama.cpp peer. Returns its bin dir.
+    HEARTH_BENCH_NO_BUILD=1 uses the binaries already in $CARGO_TARGET_DIR as they are."""
+    if os.environ.get("HEARTH_BENCH_NO_BUILD") == "1":
+        missing = [str(b) for b in (HEARTH, UTIL) if not b.exists()]
+        if missing:
+            raise SystemExit(f"HEARTH_BENCH_NO_BUILD=1 but missing: {', '.join(missing)}")
+    else:
+        log("building hearth (release) ...")
+        run(["cargo", "build", "--release", "-q", "-p", "hearth"], cwd=REPO)
+        run(["cargo", "build", "--release", "-q", "-p", "hearth-runtime", "--example", "bench_util"],
+            cwd=REPO)
     peer = run([REPO / "scripts" / "bench" / "build-llamacpp"]).strip().splitlines()[-1]
     return Path(peer)
 
