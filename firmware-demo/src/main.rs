@@ -116,11 +116,41 @@ mod firmware {
             },
             _ => EXIT_FAILURE,
         };
+        // On stderr, so stdout stays comparable with the host run.
+        if let Ok(mut err) = hio::hstderr() {
+            let _ = core::fmt::Write::write_fmt(
+                &mut err,
+                format_args!("stack_used={}\n", stack_used()),
+            );
+        }
         debug::exit(status);
         // `exit` returns only without a debugger/QEMU attached: park the core.
         loop {
             cortex_m::asm::wfi();
         }
+    }
+
+    /// Bytes of stack touched so far: cortex-m-rt painted `_stack_end.._stack_start`
+    /// with `STACK_PAINT_VALUE` at reset; the lowest overwritten word is the high-water mark.
+    fn stack_used() -> usize {
+        extern "C" {
+            static _stack_end: u32;
+            static _stack_start: u32;
+        }
+        let bottom = core::ptr::addr_of!(_stack_end);
+        let top = core::ptr::addr_of!(_stack_start);
+        let mut p = bottom;
+        while p < top {
+            // SAFETY: `_stack_end.._stack_start` is the word-aligned RAM the linker
+            // script reserves for the stack; reading any word of it is valid, and the
+            // words below the stack pointer are not being written concurrently.
+            if unsafe { core::ptr::read_volatile(p) } != cortex_m_rt::STACK_PAINT_VALUE {
+                break;
+            }
+            // SAFETY: `p < top`, so `p + 1` is at most `top`, within the same region.
+            p = unsafe { p.add(1) };
+        }
+        top as usize - p as usize
     }
 }
 
