@@ -5,5 +5,6 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod error;
+pub mod gguf;
 
 pub use error::{Error, Result};
