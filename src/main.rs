@@ -3,6 +3,8 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod cli;
+
 #[derive(Parser)]
 #[command(
     name = "hearth",
@@ -18,6 +20,10 @@ struct Cli {
 enum Command {
     /// Show which kernel set this CPU uses (honours HEARTH_KERNELS).
     Kernels,
+    /// Speech-to-text of audio files with a Whisper model.
+    Transcribe(cli::transcribe::Args),
+    /// Whisper model tools (import a faster-whisper model).
+    Whisper(cli::whisper::Args),
 }
 
 fn main() -> Result<()> {
@@ -31,6 +37,8 @@ fn main() -> Result<()> {
             let k = hearth_quant::Kernels::detect()?;
             println!("{}", k.name().as_str());
         }
+        Command::Transcribe(args) => cli::transcribe::run(args)?,
+        Command::Whisper(args) => cli::whisper::run(args)?,
     }
     Ok(())
 }

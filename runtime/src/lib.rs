@@ -6,5 +6,6 @@
 
 pub mod error;
 pub mod gguf;
+pub mod voice;
 
 pub use error::{Error, Result};
