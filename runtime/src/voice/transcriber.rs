@@ -67,6 +67,11 @@ pub fn audio_ctx_for(n_samples: usize) -> usize {
     with_margin.min(FULL_AUDIO_CTX)
 }
 
+/// Decoder token budget per segment for `n_samples` of audio: 10 tokens/s plus 16.
+pub fn max_tokens_for(n_samples: usize) -> usize {
+    (n_samples as f64 / f64::from(SAMPLE_RATE) * 10.0).ceil() as usize + 16
+}
+
 impl Transcriber {
     /// Loads a whisper.cpp ggml model (see [`super::import_whisper`]).
     pub fn load(model: &Path, opts: TranscriberOptions) -> Result<Self> {
@@ -140,6 +145,11 @@ impl Transcriber {
         params.set_print_realtime(false);
         params.set_print_timestamps(false);
         params.set_suppress_blank(true);
+        // No temperature fallback: on hard audio whisper.cpp would re-decode up to 5 times
+        // (minutes on a small board); a command gets one greedy/beam pass.
+        params.set_temperature_inc(0.0);
+        // Bound a runaway decode (repetition loops): fast speech is ~5 tokens/s.
+        params.set_max_tokens(max_tokens_for(samples.len().min(30 * SAMPLE_RATE as usize)) as i32);
         // One window's worth of audio → one segment, decoded with a shortened encoder.
         let audio_ctx = if samples.len() <= 30 * SAMPLE_RATE as usize {
             audio_ctx_for(samples.len())
