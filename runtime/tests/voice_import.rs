@@ -19,7 +19,10 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 
 impl Ct2Builder {
     fn new() -> Self {
-        Self { vars: Vec::new(), aliases: Vec::new() }
+        Self {
+            vars: Vec::new(),
+            aliases: Vec::new(),
+        }
     }
     /// An f16 variable whose element i is `base + i/1000` (so slices are recognisable).
     fn f16(&mut self, name: &str, shape: &[u32], base: f32) {
@@ -30,11 +33,15 @@ impl Ct2Builder {
         self.vars.push((name.into(), shape.to_vec(), 4, data));
     }
     fn f16_values(&mut self, name: &str, shape: &[u32], values: &[f32]) {
-        let data = values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect();
+        let data = values
+            .iter()
+            .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+            .collect();
         self.vars.push((name.into(), shape.to_vec(), 4, data));
     }
     fn i16(&mut self, name: &str, v: i16) {
-        self.vars.push((name.into(), vec![], 2, v.to_le_bytes().to_vec()));
+        self.vars
+            .push((name.into(), vec![], 2, v.to_le_bytes().to_vec()));
     }
     fn bytes(&self, spec: &str) -> Vec<u8> {
         let mut out = Vec::new();
@@ -94,11 +101,19 @@ fn tiny_whisper(key_bias: f32) -> Ct2Builder {
         for base in [1.0f32, 2.0, 3.0] {
             w.extend((0..D * D).map(|i| base + i as f32 / 1024.0));
         }
-        b.f16_values(&format!("{l}/self_attention/linear_0/weight"), &[3 * D, D], &w);
+        b.f16_values(
+            &format!("{l}/self_attention/linear_0/weight"),
+            &[3 * D, D],
+            &w,
+        );
         let mut bias = vec![0.5f32; D as usize];
         bias.extend(vec![key_bias; D as usize]);
         bias.extend(vec![-0.5f32; D as usize]);
-        b.f16_values(&format!("{l}/self_attention/linear_0/bias"), &[3 * D], &bias);
+        b.f16_values(
+            &format!("{l}/self_attention/linear_0/bias"),
+            &[3 * D],
+            &bias,
+        );
         b.f16(&format!("{l}/self_attention/linear_1/weight"), &[D, D], 0.8);
         b.f16(&format!("{l}/self_attention/linear_1/bias"), &[D], 0.9);
         b.f16(&format!("{l}/ffn/linear_0/weight"), &[FF, D], 0.1);
@@ -120,7 +135,10 @@ fn tiny_whisper(key_bias: f32) -> Ct2Builder {
             b.f16(&format!("{l}/attention/linear_2/bias"), &[D], 0.3);
         }
     }
-    b.aliases.push(("decoder/projection/weight".into(), "decoder/embeddings/weight".into()));
+    b.aliases.push((
+        "decoder/projection/weight".into(),
+        "decoder/embeddings/weight".into(),
+    ));
     b
 }
 
@@ -179,17 +197,39 @@ fn parse_ggml(b: &[u8]) -> Ggml {
             pos += 4 * n;
             v
         };
-        assert!(tensors.insert(name.clone(), (dims, ftype, values)).is_none(), "{name} twice");
+        assert!(
+            tensors
+                .insert(name.clone(), (dims, ftype, values))
+                .is_none(),
+            "{name} twice"
+        );
     }
-    Ggml { hparams, mel, tokens, tensors }
+    Ggml {
+        hparams,
+        mel,
+        tokens,
+        tensors,
+    }
 }
 
 #[test]
 fn converts_a_tiny_whisper_spec_to_the_ggml_layout() {
     let model = Ct2Model::from_bytes(tiny_whisper(0.0).bytes("WhisperSpec")).unwrap();
-    assert_eq!(model.get("decoder/projection/weight").unwrap().name, "decoder/embeddings/weight");
+    assert_eq!(
+        model.get("decoder/projection/weight").unwrap().name,
+        "decoder/embeddings/weight"
+    );
     let tokens = byte_tokens(TOKENIZER).unwrap();
-    assert_eq!(tokens, vec![b"a".to_vec(), b" b".to_vec(), vec![0], "hé".as_bytes().to_vec(), b"!".to_vec()]);
+    assert_eq!(
+        tokens,
+        vec![
+            b"a".to_vec(),
+            b" b".to_vec(),
+            vec![0],
+            "hé".as_bytes().to_vec(),
+            b"!".to_vec()
+        ]
+    );
     let mut out = Vec::new();
     let h = write_ggml(&model, &tokens, &mut out).unwrap();
     let g = parse_ggml(&out);
@@ -201,26 +241,56 @@ fn converts_a_tiny_whisper_spec_to_the_ggml_layout() {
 
     // Exactly whisper.cpp's tensor set: 7 encoder globals + 15 per encoder layer,
     // 4 decoder globals + 24 per decoder layer; no key biases.
-    assert_eq!(g.tensors.len(), 7 + 15 + 4 + 24, "{:?}", g.tensors.keys().collect::<Vec<_>>());
+    assert_eq!(
+        g.tensors.len(),
+        7 + 15 + 4 + 24,
+        "{:?}",
+        g.tensors.keys().collect::<Vec<_>>()
+    );
     assert!(!g.tensors.keys().any(|k| k.contains("key.bias")));
-    let t = |name: &str| g.tensors.get(name).unwrap_or_else(|| panic!("missing {name}"));
+    let t = |name: &str| {
+        g.tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("missing {name}"))
+    };
 
     // Self-attention split: q rows start at 1.0, k at 2.0, v at 3.0; dims innermost first.
     for side in ["encoder", "decoder"] {
         for (proj, base) in [("query", 1.0f32), ("key", 2.0), ("value", 3.0)] {
             let (dims, ftype, v) = t(&format!("{side}.blocks.0.attn.{proj}.weight"));
             assert_eq!((dims.as_slice(), *ftype), (&[8, 8][..], 1));
-            assert!((v[0] - base).abs() < 1e-3 && (v[63] - (base + 63.0 / 1024.0)).abs() < 2e-3, "{side} {proj}");
+            assert!(
+                (v[0] - base).abs() < 1e-3 && (v[63] - (base + 63.0 / 1024.0)).abs() < 2e-3,
+                "{side} {proj}"
+            );
         }
-        assert_eq!(t(&format!("{side}.blocks.0.attn.query.bias")).2, vec![0.5; 8]);
-        assert_eq!(t(&format!("{side}.blocks.0.attn.value.bias")).2, vec![-0.5; 8]);
+        assert_eq!(
+            t(&format!("{side}.blocks.0.attn.query.bias")).2,
+            vec![0.5; 8]
+        );
+        assert_eq!(
+            t(&format!("{side}.blocks.0.attn.value.bias")).2,
+            vec![-0.5; 8]
+        );
     }
     // Cross-attention [k; v] split.
-    assert!(t("decoder.blocks.0.cross_attn.key.weight").2.iter().all(|&x| x == 4.0));
-    assert!(t("decoder.blocks.0.cross_attn.value.weight").2.iter().all(|&x| x == 5.0));
+    assert!(t("decoder.blocks.0.cross_attn.key.weight")
+        .2
+        .iter()
+        .all(|&x| x == 4.0));
+    assert!(t("decoder.blocks.0.cross_attn.value.weight")
+        .2
+        .iter()
+        .all(|&x| x == 5.0));
     assert_eq!(t("decoder.blocks.0.cross_attn.value.bias").2, vec![0.25; 8]);
     // Conv biases as [n, 1] f32, conv weights f16 with reversed dims, embeddings f32.
-    assert_eq!((t("encoder.conv1.bias").0.as_slice(), t("encoder.conv1.bias").1), (&[1, 8][..], 0));
+    assert_eq!(
+        (
+            t("encoder.conv1.bias").0.as_slice(),
+            t("encoder.conv1.bias").1
+        ),
+        (&[1, 8][..], 0)
+    );
     assert_eq!(t("encoder.conv1.weight").0, vec![3, 2, 8]);
     assert_eq!(t("encoder.positional_embedding").1, 0);
     assert_eq!(t("decoder.token_embedding.weight").0, vec![8, 6]);
@@ -253,12 +323,20 @@ fn every_truncation_is_a_clean_error() {
     assert_eq!(full.scalar_int("n").unwrap(), 4);
     assert_eq!(full.to_f32(full.get("c").unwrap()).unwrap().len(), 6);
     for len in 0..bytes.len() {
-        let err = Ct2Model::from_bytes(bytes[..len].to_vec()).unwrap_err().to_string();
-        assert!(err.contains("truncated") || err.contains("version"), "at {len}: {err}");
+        let err = Ct2Model::from_bytes(bytes[..len].to_vec())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("truncated") || err.contains("version"),
+            "at {len}: {err}"
+        );
     }
     let mut longer = bytes.clone();
     longer.push(0);
-    assert!(Ct2Model::from_bytes(longer).unwrap_err().to_string().contains("trailing"));
+    assert!(Ct2Model::from_bytes(longer)
+        .unwrap_err()
+        .to_string()
+        .contains("trailing"));
 }
 
 #[test]
@@ -325,7 +403,13 @@ fn hostile_bytes_never_panic() {
 fn bad_tokenizers_are_errors() {
     assert!(byte_tokens("not json").is_err());
     let gap = r#"{"model":{"vocab":{"a":0,"b":2}},"added_tokens":[]}"#;
-    assert!(byte_tokens(gap).unwrap_err().to_string().contains("contiguous"));
+    assert!(byte_tokens(gap)
+        .unwrap_err()
+        .to_string()
+        .contains("contiguous"));
     let not_bytes = r#"{"model":{"vocab":{"a":0,"☃":1}},"added_tokens":[]}"#;
-    assert!(byte_tokens(not_bytes).unwrap_err().to_string().contains("byte-level"));
+    assert!(byte_tokens(not_bytes)
+        .unwrap_err()
+        .to_string()
+        .contains("byte-level"));
 }

@@ -20,6 +20,9 @@ pub struct Args {
     /// Beam search of this width instead of greedy decoding.
     #[arg(long)]
     beam: Option<usize>,
+    /// Encoder context in frames of 20 ms (0 = full 30 s window; default: sized to the audio).
+    #[arg(long)]
+    audio_ctx: Option<usize>,
     /// Device/area names to bias recognition towards (comma separated).
     #[arg(long, value_delimiter = ',')]
     prompt: Vec<String>,
@@ -46,6 +49,7 @@ pub fn run(args: Args) -> Result<()> {
         opts.threads = t;
     }
     opts.beam_size = args.beam;
+    opts.audio_ctx = args.audio_ctx;
     let mut transcriber = Transcriber::load(&model, opts)
         .with_context(|| format!("loading {}", model.display()))?
         .with_prompt(&args.prompt);

@@ -83,11 +83,10 @@ fn mix<R: Read, S: hound::Sample>(
     for sample in wav.samples::<S>() {
         let v = match sample {
             Ok(v) => v,
-            // Data shorter than the header claims: keep what is there.
-            Err(hound::Error::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                tracing::warn!(
-                    "WAV data ends before the length its header gives; using {frames} frames"
-                );
+            // Data shorter than the header claims (hound reports it as an I/O error, "failed
+            // to read enough bytes"): keep what is there.
+            Err(hound::Error::IoError(e)) => {
+                tracing::warn!("WAV data ends early ({e}); using the {frames} frames read");
                 break;
             }
             Err(e) => return Err(Error::Format(format!("bad WAV data: {e}"))),

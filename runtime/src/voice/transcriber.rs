@@ -26,6 +26,9 @@ pub struct TranscriberOptions {
     pub beam_size: Option<usize>,
     /// Spoken language (the English-only models need "en").
     pub language: String,
+    /// Encoder context override in frames (0 = the full 1500); `None`: sized to the audio
+    /// by [`audio_ctx_for`].
+    pub audio_ctx: Option<usize>,
 }
 
 impl Default for TranscriberOptions {
@@ -34,6 +37,7 @@ impl Default for TranscriberOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
             beam_size: None,
             language: "en".into(),
+            audio_ctx: None,
         }
     }
 }
@@ -58,13 +62,18 @@ pub struct Transcriber {
     prompt: Option<String>,
 }
 
-/// The encoder context for `n_samples` of 16 kHz audio: just enough frames for the audio
-/// plus a margin (Whisper degrades when the window cuts right at the speech's end), in
-/// multiples of 64, at most the full 30 s window. Audio longer than one window uses it whole.
+/// Smallest encoder context used (15.4 s). Measured with tiny.en on 1–3 s clips: at 128–384
+/// frames the decoder loops ("10 of clubs 10 of clubs …" until the token budget); from 768
+/// it stops cleanly.
+const MIN_AUDIO_CTX: usize = 768;
+
+/// The encoder context for `n_samples` of 16 kHz audio: the audio plus a 4 s margin (Whisper
+/// degrades when the window cuts near the speech's end), at least [`MIN_AUDIO_CTX`], in
+/// multiples of 64, at most the full 30 s window.
 pub fn audio_ctx_for(n_samples: usize) -> usize {
     let frames = (n_samples as f64 / f64::from(SAMPLE_RATE) * FRAMES_PER_SECOND).ceil() as usize;
-    let with_margin = (frames + 64).div_ceil(64) * 64;
-    with_margin.min(FULL_AUDIO_CTX)
+    let with_margin = (frames + 4 * FRAMES_PER_SECOND as usize).div_ceil(64) * 64;
+    with_margin.clamp(MIN_AUDIO_CTX, FULL_AUDIO_CTX)
 }
 
 /// Decoder token budget per segment for `n_samples` of audio: 10 tokens/s plus 16.
@@ -151,10 +160,11 @@ impl Transcriber {
         // Bound a runaway decode (repetition loops): fast speech is ~5 tokens/s.
         params.set_max_tokens(max_tokens_for(samples.len().min(30 * SAMPLE_RATE as usize)) as i32);
         // One window's worth of audio → one segment, decoded with a shortened encoder.
-        let audio_ctx = if samples.len() <= 30 * SAMPLE_RATE as usize {
-            audio_ctx_for(samples.len())
-        } else {
-            FULL_AUDIO_CTX
+        let audio_ctx = match self.opts.audio_ctx {
+            Some(0) => FULL_AUDIO_CTX,
+            Some(c) => c.min(FULL_AUDIO_CTX),
+            None if samples.len() <= 30 * SAMPLE_RATE as usize => audio_ctx_for(samples.len()),
+            None => FULL_AUDIO_CTX,
         };
         params.set_audio_ctx(audio_ctx as i32);
         if let Some(p) = &self.prompt {
@@ -193,11 +203,12 @@ mod tests {
 
     #[test]
     fn audio_ctx_fits_the_utterance() {
-        // 3 s → 150 frames → 214 with margin → 256.
-        assert_eq!(audio_ctx_for(3 * 16_000), 256);
-        assert_eq!(audio_ctx_for(1), 128);
+        // Short commands get the floor; 14 s → 700 + 200 frames → 960.
+        assert_eq!(audio_ctx_for(3 * 16_000), MIN_AUDIO_CTX);
+        assert_eq!(audio_ctx_for(1), MIN_AUDIO_CTX);
+        assert_eq!(audio_ctx_for(14 * 16_000), 960);
+        assert_eq!(audio_ctx_for(27 * 16_000), FULL_AUDIO_CTX);
         assert_eq!(audio_ctx_for(30 * 16_000), FULL_AUDIO_CTX);
-        assert_eq!(audio_ctx_for(29 * 16_000), FULL_AUDIO_CTX);
-        assert!(audio_ctx_for(10 * 16_000) >= 500);
+        assert_eq!(max_tokens_for(3 * 16_000), 46);
     }
 }
