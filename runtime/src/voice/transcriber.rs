@@ -122,12 +122,13 @@ impl Transcriber {
     /// Transcribes 16 kHz mono audio.
     pub fn transcribe(&mut self, samples: &[f32]) -> Result<Transcript> {
         let audio_seconds = samples.len() as f32 / SAMPLE_RATE as f32;
-        let peak = samples.iter().fold(0f32, |m, v| m.max(v.abs()));
-        if !peak.is_finite() {
+        // (f32::max skips NaN, so check finiteness separately.)
+        if samples.iter().any(|v| !v.is_finite()) {
             return Err(Error::Invalid(
                 "audio contains NaN or infinite samples".into(),
             ));
         }
+        let peak = samples.iter().fold(0f32, |m, v| m.max(v.abs()));
         if peak < SILENCE_PEAK {
             return Ok(Transcript {
                 text: String::new(),
