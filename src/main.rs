@@ -20,6 +20,20 @@ struct Cli {
 enum Command {
     /// Show which kernel set this CPU uses (honours HEARTH_KERNELS).
     Kernels,
+    /// Convert a GGUF file or a Hugging Face safetensors folder to a Hearth model file.
+    Convert(cli::convert::ConvertArgs),
+    /// Show what is inside a Hearth model file.
+    Inspect(cli::inspect::InspectArgs),
+    /// Match sentences (stdin, one per line) to Home Assistant intents; JSON lines out.
+    Intent(cli::intent::IntentArgs),
+    /// Generate text from a prompt (streams to stdout).
+    Run(cli::run::RunArgs),
+    /// Chat interactively (one user turn per stdin line).
+    Chat(cli::chat::ChatArgs),
+    /// Measure prompt and generation speed.
+    Bench(cli::bench::BenchArgs),
+    /// Perplexity of a text file (llama.cpp's method).
+    Perplexity(cli::perplexity::PerplexityArgs),
     /// Speech-to-text of audio files with a Whisper model.
     Transcribe(cli::transcribe::Args),
     /// Whisper model tools (import a faster-whisper model).
@@ -37,6 +51,13 @@ fn main() -> Result<()> {
             let k = hearth_quant::Kernels::detect()?;
             println!("{}", k.name().as_str());
         }
+        Command::Convert(args) => cli::convert::run(args)?,
+        Command::Inspect(args) => cli::inspect::run(args)?,
+        Command::Intent(args) => cli::intent::run(&args)?,
+        Command::Run(a) => cli::run::run(a)?,
+        Command::Chat(a) => cli::chat::run(a)?,
+        Command::Bench(a) => cli::bench::run(a)?,
+        Command::Perplexity(a) => cli::perplexity::run(a)?,
         Command::Transcribe(args) => cli::transcribe::run(args)?,
         Command::Whisper(args) => cli::whisper::run(args)?,
     }

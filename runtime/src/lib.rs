@@ -4,8 +4,12 @@
 //! importers, the LLM engine, and (as they land) voice, intents and actions.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod convert;
 pub mod error;
 pub mod gguf;
+pub mod intent;
+pub mod llm;
+pub mod model;
 pub mod voice;
 
 pub use error::{Error, Result};

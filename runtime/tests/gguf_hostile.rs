@@ -364,6 +364,24 @@ fn unknown_tensor_types_parse_but_fail_on_use() {
         b,
         "gguf: tensor 'w' data starts at 1048640 past the end of the file (size 65)",
     );
+    // An offset so large that adding the data start overflows u64 (found by the fuzz test):
+    // still a clear error, not an arithmetic overflow.
+    let huge = u64::MAX - 31; // aligned to 32
+    let b = Raw::header(3, 1, 0)
+        .str(b"w")
+        .u32(1)
+        .u64(8)
+        .u32(1234)
+        .u64(huge)
+        .padding(8)
+        .0;
+    assert_err(
+        b,
+        &format!(
+            "gguf: tensor 'w' data starts at {} past the end of the file (size 65)",
+            huge as u128 + 64
+        ),
+    );
 }
 
 #[test]

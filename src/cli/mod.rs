@@ -1,4 +1,11 @@
 //! Subcommands, one module each.
+pub mod bench;
+pub mod chat;
+pub mod convert;
+pub mod inspect;
+pub mod intent;
+pub mod perplexity;
+pub mod run;
 pub mod transcribe;
 pub mod whisper;
 

@@ -2,14 +2,16 @@
 //! format), f32 dequantization of its common tensor types, and a `tokenizers`
 //! tokenizer.json rebuilt from the file's tokenizer metadata.
 //!
-//! Files are memory-mapped and treated as hostile: see [`reader`] for the checks.
+//! Files are memory-mapped and treated as hostile: every count, length and tensor
+//! range is checked before use (see `reader.rs`), so a malformed or malicious file
+//! gets a clear [`Error::Format`], never a panic or an absurd allocation.
 mod dequant;
 mod reader;
 mod tokenizer;
 mod types;
 pub mod write;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::Path;
 
@@ -46,6 +48,7 @@ pub struct GgufFile {
     version: u32,
     metadata: BTreeMap<String, MetaValue>,
     tensors: Vec<GgufTensorInfo>,
+    index: HashMap<String, usize>,
     alignment: u64,
     data_start: usize,
 }
@@ -94,6 +97,7 @@ impl GgufFile {
             version: p.version,
             metadata: p.metadata,
             tensors: p.tensors,
+            index: p.index,
             alignment: p.alignment,
             data_start: p.data_start,
         })
@@ -204,9 +208,9 @@ impl GgufFile {
 
     /// The info of the tensor called `name`; error naming it if absent.
     pub fn tensor(&self, name: &str) -> Result<&GgufTensorInfo> {
-        self.tensors
-            .iter()
-            .find(|t| t.name == name)
+        self.index
+            .get(name)
+            .map(|&i| &self.tensors[i])
             .ok_or_else(|| err(format!("tensor '{name}' not found")))
     }
 

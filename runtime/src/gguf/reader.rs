@@ -5,7 +5,7 @@
 //! hostile header claiming a billion-entry array or a 2^60-byte string fails at
 //! once with a clear error instead of exhausting memory. Nesting depth is capped so
 //! arrays of arrays cannot overflow the stack.
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use super::types::{GgmlType, GgufTensorInfo, MetaValue};
 use crate::{Error, Result};
@@ -25,6 +25,8 @@ pub(crate) struct Parsed {
     pub version: u32,
     pub metadata: BTreeMap<String, MetaValue>,
     pub tensors: Vec<GgufTensorInfo>,
+    /// Tensor name → position in `tensors`.
+    pub index: HashMap<String, usize>,
     pub alignment: u64,
     /// File offset of the (aligned) start of the tensor data section.
     pub data_start: usize,
@@ -250,7 +252,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed> {
     };
 
     let mut tensors = Vec::with_capacity(n_tensors);
-    let mut names = HashSet::with_capacity(n_tensors);
+    let mut index = HashMap::with_capacity(n_tensors);
     for i in 0..n_tensors {
         let raw = c.raw_string(&|| format!("tensor #{i} name"))?;
         let name = std::str::from_utf8(raw)
@@ -269,7 +271,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed> {
         }
         let ty = GgmlType::from_id(c.u32(&what)?);
         let offset = c.u64(&what)?;
-        if !names.insert(name.clone()) {
+        if index.insert(name.clone(), tensors.len()).is_some() {
             return Err(err(format!("duplicate tensor name '{name}'")));
         }
         tensors.push(GgufTensorInfo {
@@ -295,6 +297,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed> {
         version,
         metadata,
         tensors,
+        index,
         alignment,
         data_start,
     })
@@ -338,7 +341,8 @@ fn check_tensor(
         if t.offset > data_len {
             return Err(err(format!(
                 "tensor '{name}' data starts at {} past the end of the file (size {file_len})",
-                data_start + t.offset
+                // Widened: a hostile offset may not fit u64 once the data start is added.
+                data_start as u128 + t.offset as u128
             )));
         }
         return Ok(());

@@ -84,9 +84,9 @@ fn pipeline(pre: &str) -> Result<(Value, Value, Value)> {
 /// Builds a `tokenizers`-crate tokenizer.json for the file's tokenizer.
 ///
 /// Supports `tokenizer.ggml.model = "gpt2"` (byte-level BPE) with the pre-tokenizers
-/// in [`SUPPORTED_PRE`]. Control tokens (`token_type` 3) become special added tokens,
-/// user-defined ones (4) non-special added tokens, so both are matched whole in
-/// input text.
+/// `smollm`, `qwen2`, `llama-bpe` and `gpt-2`. Control tokens (`token_type` 3) become
+/// special added tokens, user-defined ones (4) non-special added tokens, so both are
+/// matched whole in input text.
 pub fn tokenizer_json(gguf: &GgufFile) -> Result<String> {
     let model = gguf.get_str("tokenizer.ggml.model")?;
     if model != "gpt2" {

@@ -1,0 +1,475 @@
+//! x86-64 kernels: AVX2 (+FMA, F16C) and AVX-512 VNNI.
+//!
+//! Both sets share one shape:
+//! - matmul: a *tile* function computes `G` row groups (4 rows each) × `T` tokens,
+//!   decoding each weight block once per tile and sharing each activation block's
+//!   work between the `G` groups, with the per-(row, token) sums in f32 vector
+//!   accumulators. Tiles are 2×8 (AVX-512) and 2×4 or 1×4 (AVX2). K is cut into
+//!   chunks of 64 blocks with token tiles outside row groups, so the activation-side
+//!   work of each block (offset sums, scale conversion: `Prep`) is done once per
+//!   call into a stack buffer, not once per row group, and stays in L1.
+//! - matvec: the 1×1 tile over one row group at a time, i.e. one sequential weight
+//!   stream, which the hardware prefetchers follow best (K chunks of 512 blocks).
+//!
+//! Numerics (same contract as [`crate::generic`]): each block's integer dot product is
+//! exact in `i32`, then scaled by `d_w · d_x` in f32 and accumulated with FMA. The
+//! SIMD kernels split a row's dot product into a few partial sums (2 or 4 lanes per
+//! row) and add them at the end, so they agree with the scalar reference to a float
+//! tolerance, not bit for bit.
+//!
+//! Input ranges: activations may use the whole `i8` range. Q8 *weights* must lie in
+//! `-127..=127` (what every quantizer here produces) for the AVX2 set: its
+//! `maddubs` sign trick cannot negate `-128`. A `-128` weight gives a wrong result there,
+//! never undefined behaviour. The AVX-512 VNNI set is exact for every `i8`.
+use crate::block::{BlockQ8, QK};
+use crate::dispatch::{KernelSetName, Kernels};
+use crate::packed::ROWS;
+use core::arch::x86_64::*;
+use half::f16;
+
+/// AVX2 + FMA + F16C.
+static AVX2: Kernels = Kernels {
+    name: KernelSetName::Avx2,
+    quantize_q8: avx2::quantize_row_q8,
+    gemv_q8: avx2::gemv_q8,
+    gemv_q4: avx2::gemv_q4,
+    gemv_q4a: avx2::gemv_q4a,
+    gemm_q8: avx2::gemm_q8,
+    gemm_q4: avx2::gemm_q4,
+    gemm_q4a: avx2::gemm_q4a,
+};
+
+/// AVX-512 F/BW/VL + VNNI (+ AVX2, FMA, F16C for the shared helpers). The activation
+/// quantizer is the AVX2 one: it is a small fraction of a matvec's time.
+static AVX512_VNNI: Kernels = Kernels {
+    name: KernelSetName::Avx512Vnni,
+    quantize_q8: avx2::quantize_row_q8,
+    gemv_q8: avx512::gemv_q8,
+    gemv_q4: avx512::gemv_q4,
+    gemv_q4a: avx512::gemv_q4a,
+    gemm_q8: avx512::gemm_q8,
+    gemm_q4: avx512::gemm_q4,
+    gemm_q4a: avx512::gemm_q4a,
+};
+
+/// Best first.
+static ALL: [&Kernels; 2] = [&AVX512_VNNI, &AVX2];
+
+/// Does this CPU run the AVX2 set?
+fn has_avx2() -> bool {
+    #[cfg(feature = "std")]
+    {
+        std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        cfg!(all(
+            target_feature = "avx2",
+            target_feature = "fma",
+            target_feature = "f16c"
+        ))
+    }
+}
+
+/// Does this CPU run the AVX-512 VNNI set? (It also needs everything [`has_avx2`] checks.)
+fn has_avx512vnni() -> bool {
+    #[cfg(feature = "std")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        cfg!(all(
+            target_feature = "avx512f",
+            target_feature = "avx512bw",
+            target_feature = "avx512vl",
+            target_feature = "avx512vnni"
+        ))
+    }
+}
+
+/// Supported x86 kernel sets, best first.
+pub fn available() -> &'static [&'static Kernels] {
+    match (has_avx2(), has_avx512vnni()) {
+        (true, true) => &ALL,
+        (true, false) => &ALL[1..],
+        _ => &[],
+    }
+}
+
+/// Check a gemm call's shapes (the contract of [`crate::dispatch::GemmFn`]) and return
+/// the number of row groups. Panics on a violation: the safe API never gets here with
+/// bad shapes, and a panic beats reading out of bounds.
+fn check_gemm(w_len: usize, nb: usize, x_len: usize, n: usize, y_len: usize) -> usize {
+    assert!(n > 0, "gemm: n must be positive");
+    assert_eq!(y_len % (ROWS * n), 0, "gemm: output length");
+    let groups = y_len / (ROWS * n);
+    assert_eq!(Some(w_len), groups.checked_mul(nb), "gemm: weight blocks");
+    assert_eq!(Some(x_len), n.checked_mul(nb), "gemm: activation blocks");
+    groups
+}
+
+/// Blocks of K per matmul chunk (see the gemm driver in `gemm_kernels!`).
+const GEMM_KC: usize = 64;
+/// Widest matmul token tile (sizes the prepared-activation buffer: 10 KiB).
+const GEMM_TMAX: usize = 8;
+
+/// Blocks `k` of the `T` activation rows (of `nb` blocks each) from token `t0`.
+#[inline]
+fn token_rows<const T: usize>(
+    x: &[BlockQ8],
+    nb: usize,
+    t0: usize,
+    k: core::ops::Range<usize>,
+) -> [&[BlockQ8]; T] {
+    core::array::from_fn(|j| &x[(t0 + j) * nb..(t0 + j + 1) * nb][k.clone()])
+}
+
+/// Blocks `k` of the `G` row groups (of `nb` blocks each) from group `g0`.
+#[inline]
+fn group_rows<P, const G: usize>(
+    w: &[P],
+    nb: usize,
+    g0: usize,
+    k: core::ops::Range<usize>,
+) -> [&[P]; G] {
+    core::array::from_fn(|i| &w[(g0 + i) * nb..(g0 + i + 1) * nb][k.clone()])
+}
+
+/// Activation blocks prepared per gemv chunk (10 KiB of stack). Rows longer than
+/// this are done in chunks, which makes the weight stream strided; the hardware
+/// prefetchers follow that poorly (measured: 64-block chunks halved a cold matvec's
+/// speed), so the chunk is as long as typical rows (K ≤ 16384).
+const PREP_BLOCKS: usize = 512;
+
+/// What a matvec precomputes once per activation block: its scale as f32 and 16
+/// format-specific bytes (offset sums in the layout the kernel's products use).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Prep {
+    /// Offset sums; their meaning depends on the kernel (see the `prep_*` functions).
+    v: [u8; 16],
+    /// `d_x` as f32.
+    dx: f32,
+}
+
+impl Prep {
+    const ZERO: Prep = Prep {
+        v: [0; 16],
+        dx: 0.0,
+    };
+
+    fn new(v: [u8; 16], xb: &BlockQ8) -> Prep {
+        Prep {
+            v,
+            dx: xb.d.to_f32(),
+        }
+    }
+}
+
+/// `Σ (x[k] + x[16 + k])` for `k` in each of `P` equal slices of `0..16`: the
+/// per-lane partial sums of Σx in the layouts where lane position `j` covers values
+/// `16/P·j ..` of both halves.
+fn half_sums<const P: usize>(xb: &BlockQ8) -> [i32; P] {
+    let w = QK / 2 / P;
+    core::array::from_fn(|j| {
+        (j * w..(j + 1) * w)
+            .map(|k| i32::from(xb.qs[k]) + i32::from(xb.qs[QK / 2 + k]))
+            .sum()
+    })
+}
+
+/// Prep with only the scale.
+fn prep_scale(xb: &BlockQ8) -> Prep {
+    Prep::new([0; 16], xb)
+}
+
+/// AVX-512 Q4: `-8·Σx` per i32 lane position (4 values of each half), the initial
+/// accumulator of `dpbusd`.
+fn prep_q4_quads(xb: &BlockQ8) -> Prep {
+    Prep::new(bytemuck::cast(half_sums::<4>(xb).map(|s| -8 * s)), xb)
+}
+
+/// AVX-512 Q8 (weights biased by +128): `-128·Σx` per i32 lane position.
+fn prep_q8_quads(xb: &BlockQ8) -> Prep {
+    Prep::new(bytemuck::cast(half_sums::<4>(xb).map(|s| -128 * s)), xb)
+}
+
+/// AVX-512 Q4A: Σx per i32 lane position, as f32.
+fn prep_q4a_quads(xb: &BlockQ8) -> Prep {
+    Prep::new(bytemuck::cast(half_sums::<4>(xb).map(|s| s as f32)), xb)
+}
+
+/// AVX2 Q4: `8·Σx` per i16 pair position (2 values of each half), subtracted from
+/// `maddubs`' pair sums (at most 8·4·128 = 4096: fits i16).
+fn prep_q4_pairs(xb: &BlockQ8) -> Prep {
+    Prep::new(
+        bytemuck::cast(half_sums::<8>(xb).map(|s| (8 * s) as i16)),
+        xb,
+    )
+}
+
+/// AVX2 Q4A: Σx over values 0..8 and 8..16 of both halves, as `[A, B, A, B]` f32 —
+/// the positions of each row's two partial sums in `dot_nibbles`' layout.
+fn prep_q4a_pairs(xb: &BlockQ8) -> Prep {
+    let [a, b] = half_sums::<2>(xb).map(|s| s as f32);
+    Prep::new(bytemuck::cast([a, b, a, b]), xb)
+}
+
+/// Prefetch distances. The matmul tiles read 2 row groups, i.e. 2 interleaved streams,
+/// which the hardware prefetchers follow poorly (measured: a cold 2-group matvec ran at
+/// half the speed of a 1-group one), so each stream prefetches ~1 KiB ahead. The matvec
+/// reads one sequential stream and prefetches 4 KiB ahead (≈ DRAM latency × bandwidth).
+const GEMM_PREFETCH: usize = 1024;
+const GEMV_PREFETCH: usize = 4096;
+
+/// Prefetch for a `G × T` tile's weight stream: `ahead` bytes past block `kb`.
+#[inline]
+fn prefetch<P>(blocks: &[P], kb: usize, one_by_one: bool) {
+    let ahead = if one_by_one {
+        GEMV_PREFETCH
+    } else {
+        GEMM_PREFETCH
+    };
+    let p = blocks
+        .as_ptr()
+        .wrapping_add(kb)
+        .cast::<i8>()
+        .wrapping_add(ahead);
+    // SAFETY: a prefetch is only a hint: it never faults or reads into the program,
+    // whatever the address (the pointer is never dereferenced).
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
+}
+
+/// Check a tile's slices: every group, token row and prep row has the same number of
+/// blocks.
+#[inline]
+fn tile_len<P, const G: usize, const T: usize>(
+    wg: &[&[P]; G],
+    xs: &[&[BlockQ8]; T],
+    ps: &[&[Prep]; T],
+) -> usize {
+    let nb = wg.first().map_or(0, |w| w.len());
+    assert!(wg.iter().all(|w| w.len() == nb));
+    assert!(xs.iter().all(|x| x.len() == nb) && ps.iter().all(|p| p.len() == nb));
+    nb
+}
+
+/// Scatter a tile's results (`out[g][j][r]` = group `g0 + g`, token `t0 + j`, row `r`
+/// of the group) into `y[row * n + t]`, or add them there (`accumulate`: a later K
+/// chunk).
+#[inline]
+fn store_tile<const G: usize, const T: usize>(
+    out: &[[[f32; ROWS]; T]; G],
+    y: &mut [f32],
+    n: usize,
+    g0: usize,
+    t0: usize,
+    accumulate: bool,
+) {
+    for (g, tokens) in out.iter().enumerate() {
+        for (j, rows) in tokens.iter().enumerate() {
+            for (r, &v) in rows.iter().enumerate() {
+                let o = &mut y[((g0 + g) * ROWS + r) * n + t0 + j];
+                *o = if accumulate { *o + v } else { v };
+            }
+        }
+    }
+}
+
+/// Define a gemm kernel and its gemv over a tile function `$tile::<G, T>` (`G` row
+/// groups × `T` tokens, returning `out[g][t][r]`).
+///
+/// The matvec uses tiles of `G = $gv` groups so the activation-side work (loading,
+/// offset sums, scale conversion) is shared by `4·G` rows. The matmul walks row groups
+/// `$gm` at a time in the outer loop and tokens `T = 1..=$tm` at a time inside, so a
+/// group's weights (`nb` packed blocks, a few KiB) stay in L1/L2 while every token
+/// passes over them: weights are read from memory once per call.
+macro_rules! gemm_kernels {
+    (
+        features = $feat:literal,
+        block = $P:ty,
+        tile = $tile:ident,
+        prep = $prep:path,
+        gemm_groups = $gm:literal,
+        gemm_tokens = [$($t:literal),+],
+        gemv = $gemv:ident,
+        gemm = $gemm:ident $(,)?
+    ) => {
+        /// Packed matrix × `n` activation rows, `y[row * n + t]`.
+        ///
+        /// # Safety
+        /// The CPU supports this set's features (see the `target_feature` attribute),
+        /// and the shapes follow [`crate::dispatch::GemmFn`]: `x.len() == n * nb`,
+        /// `w.len() == y.len() / (4 * n) * nb`, `n > 0`. (Shapes are also asserted.)
+        #[target_feature(enable = $feat)]
+        pub(super) unsafe fn $gemm(w: &[$P], nb: usize, x: &[BlockQ8], n: usize, y: &mut [f32]) {
+            let groups = super::check_gemm(w.len(), nb, x.len(), n, y.len());
+            if nb == 0 {
+                y.fill(0.0);
+                return;
+            }
+            let tmax = [$($t),+].into_iter().max().unwrap_or(1);
+            assert!(tmax <= super::GEMM_TMAX);
+            // K is cut into chunks of GEMM_KC blocks; within a chunk, token tiles are
+            // the outer loop: a tile's activations are prepared once ([`super::Prep`])
+            // and stay in L1 while every row group passes over them. Chunk results
+            // add up in `y`.
+            let mut prep = [[super::Prep::ZERO; super::GEMM_KC]; super::GEMM_TMAX];
+            let mut k0 = 0;
+            while k0 < nb {
+                let k1 = (k0 + super::GEMM_KC).min(nb);
+                let mut t0 = 0;
+                while t0 < n {
+                    let tc = (n - t0).min(tmax);
+                    for (j, pj) in prep.iter_mut().enumerate().take(tc) {
+                        let xr = &x[(t0 + j) * nb..(t0 + j + 1) * nb][k0..k1];
+                        for (p, xb) in pj.iter_mut().zip(xr) {
+                            *p = $prep(xb);
+                        }
+                    }
+                    let mut g0 = 0;
+                    while g0 < groups {
+                        let gc = if groups - g0 >= $gm { $gm } else { 1 };
+                        // One arm per tile shape: each is its own monomorphised loop.
+                        // (Some arms repeat others when a width is 1.)
+                        #[allow(unreachable_patterns)]
+                        match (gc, tc) {
+                            (1, 1) => run_tile!($tile, 1, 1, w, nb, x, n, y, g0, t0, k0, k1, prep),
+                            $(
+                                ($gm, $t) => run_tile!($tile, $gm, $t, w, nb, x, n, y, g0, t0, k0, k1, prep),
+                                (1, $t) => run_tile!($tile, 1, $t, w, nb, x, n, y, g0, t0, k0, k1, prep),
+                            )+
+                            _ => unreachable!("tile shape {gc}×{tc}"),
+                        }
+                        g0 += gc;
+                    }
+                    t0 += tc;
+                }
+                k0 = k1;
+            }
+        }
+
+        /// Packed matrix × one activation row.
+        ///
+        /// The weights are one sequential stream (group after group), which the hardware
+        /// prefetchers follow best; the activation-side work of each block (offset sums,
+        /// scale conversion) is done once per call into a stack buffer of
+        /// [`super::PREP_BLOCKS`] blocks instead of once per row group. Longer rows are
+        /// done in chunks of that many blocks, accumulated into `y`.
+        ///
+        /// # Safety
+        /// The CPU supports this set's features, and the shapes follow
+        /// [`crate::dispatch::GemvFn`]: `x.len() == nb`, `w.len() == y.len() / 4 * nb`,
+        /// `y.len() % 4 == 0`. (Shapes are also asserted.)
+        #[target_feature(enable = $feat)]
+        pub(super) unsafe fn $gemv(w: &[$P], nb: usize, x: &[BlockQ8], y: &mut [f32]) {
+            super::check_gemm(w.len(), nb, x.len(), 1, y.len());
+            y.fill(0.0);
+            if nb == 0 {
+                return;
+            }
+            let mut prep = [super::Prep::ZERO; super::PREP_BLOCKS];
+            let mut k0 = 0;
+            while k0 < nb {
+                let k1 = (k0 + super::PREP_BLOCKS).min(nb);
+                let (xc, pc) = (&x[k0..k1], &mut prep[..k1 - k0]);
+                for (p, xb) in pc.iter_mut().zip(xc) {
+                    *p = $prep(xb);
+                }
+                for (wg, yg) in w.chunks_exact(nb).zip(y.chunks_exact_mut(ROWS)) {
+                    let [[r]] = $tile::<1, 1>(&[&wg[k0..k1]], &[xc], &[&*pc]);
+                    for (o, v) in yg.iter_mut().zip(r) {
+                        *o += v;
+                    }
+                }
+                k0 = k1;
+            }
+        }
+    };
+}
+
+macro_rules! run_tile {
+    ($tile:ident, $g:literal, $t:literal, $w:expr, $nb:expr, $x:expr, $n:expr, $y:expr, $g0:expr, $t0:expr, $k0:expr, $k1:expr, $prep:expr) => {{
+        let ws = super::group_rows::<_, $g>($w, $nb, $g0, $k0..$k1);
+        let xs = super::token_rows::<$t>($x, $nb, $t0, $k0..$k1);
+        let ps: [&[super::Prep]; $t] = core::array::from_fn(|j| &$prep[j][..$k1 - $k0]);
+        let out = $tile::<$g, $t>(&ws, &xs, &ps);
+        super::store_tile(&out, $y, $n, $g0, $t0, $k0 > 0);
+    }};
+}
+
+// Declared after the macros so they are in (textual) scope there.
+mod avx2;
+mod avx512;
+
+// ---- Small helpers shared by both sets. Each is a safe `#[target_feature]` fn: the
+// ---- only unsafe operations are the loads/stores, each on a reference of exactly the
+// ---- size read or written.
+
+/// Load 32 bytes.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn load256(b: &[u8; 32]) -> __m256i {
+    // SAFETY: `b` is 32 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+}
+
+/// Load 16 bytes.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn load128(b: &[u8; 16]) -> __m128i {
+    // SAFETY: `b` is 16 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
+}
+
+/// Load 8 floats.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn load_ps(v: &[f32; 8]) -> __m256 {
+    // SAFETY: `v` is 8 readable floats; `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_ps(v.as_ptr()) }
+}
+
+/// Store 32 bytes.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn store256(b: &mut [u8; 32], v: __m256i) {
+    // SAFETY: `b` is 32 writable bytes; `storeu` has no alignment requirement.
+    unsafe { _mm256_storeu_si256(b.as_mut_ptr().cast(), v) }
+}
+
+/// A block's 32 quantized values as bytes.
+#[inline]
+fn qs_bytes(b: &BlockQ8) -> &[u8; QK] {
+    bytemuck::cast_ref(&b.qs)
+}
+
+/// Four f16 scales → `[d0, d1, d2, d3]`.
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+fn scales4(d: &[f16; ROWS]) -> __m128 {
+    let bits: u64 = bytemuck::cast(*d);
+    _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64))
+}
+
+/// Reduce an accumulator laid out `[r0, r0, r2, r2 | r1, r1, r3, r3]` (two partial
+/// sums per row) to `[r0, r1, r2, r3]`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn reduce_pairs(acc: __m256) -> [f32; ROWS] {
+    let lo = _mm256_castps256_ps128(acc);
+    let hi = _mm256_extractf128_ps::<1>(acc);
+    // [r0, r2, r1, r3] → [r0, r1, r2, r3]
+    let s = _mm_hadd_ps(lo, hi);
+    let s = _mm_shuffle_ps::<0b11_01_10_00>(s, s);
+    let mut out = [0.0f32; ROWS];
+    // SAFETY: `out` is 4 writable floats; `storeu` has no alignment requirement.
+    unsafe { _mm_storeu_ps(out.as_mut_ptr(), s) };
+    out
+}
