@@ -34,6 +34,10 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Perplexity of a text file (llama.cpp's method).
     Perplexity(cli::perplexity::PerplexityArgs),
+    /// Speech-to-text of audio files with a Whisper model.
+    Transcribe(cli::transcribe::Args),
+    /// Whisper model tools (import a faster-whisper model).
+    Whisper(cli::whisper::Args),
 }
 
 fn main() -> Result<()> {
@@ -54,6 +58,8 @@ fn main() -> Result<()> {
         Command::Chat(a) => cli::chat::run(a)?,
         Command::Bench(a) => cli::bench::run(a)?,
         Command::Perplexity(a) => cli::perplexity::run(a)?,
+        Command::Transcribe(args) => cli::transcribe::run(args)?,
+        Command::Whisper(args) => cli::whisper::run(args)?,
     }
     Ok(())
 }

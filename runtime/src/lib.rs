@@ -10,5 +10,6 @@ pub mod gguf;
 pub mod intent;
 pub mod llm;
 pub mod model;
+pub mod voice;
 
 pub use error::{Error, Result};

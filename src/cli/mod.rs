@@ -6,3 +6,16 @@ pub mod inspect;
 pub mod intent;
 pub mod perplexity;
 pub mod run;
+pub mod transcribe;
+pub mod whisper;
+
+use std::path::PathBuf;
+
+/// `${HEARTH_HOME:-$HOME/.cache/hearth}`: where models and fetched files live.
+pub fn hearth_home() -> PathBuf {
+    if let Some(h) = std::env::var_os("HEARTH_HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".cache").join("hearth")
+}

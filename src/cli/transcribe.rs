@@ -1,0 +1,95 @@
+//! `hearth transcribe FILE…`: speech-to-text of audio files.
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args as ClapArgs;
+use hearth_runtime::voice::{load_audio, Transcriber, TranscriberOptions};
+
+/// Transcribe WAV files (any rate, channels, bit depth) with a Whisper model.
+#[derive(ClapArgs)]
+pub struct Args {
+    /// Audio files (WAV).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// whisper.cpp ggml model (default: $HEARTH_HOME/models/ggml-tiny.en.bin).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// CPU threads (default: up to 4).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Beam search of this width instead of greedy decoding.
+    #[arg(long)]
+    beam: Option<usize>,
+    /// Encoder context in frames of 20 ms (0 = full 30 s window; default: sized to the audio).
+    #[arg(long)]
+    audio_ctx: Option<usize>,
+    /// Device/area names to bias recognition towards (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    prompt: Vec<String>,
+    /// One JSON object per file: {"file","text","audio_s","ms"}.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where `scripts/fetch-models` puts the default Whisper model.
+pub fn default_model() -> PathBuf {
+    super::hearth_home().join("models").join("ggml-tiny.en.bin")
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let model = args.model.unwrap_or_else(default_model);
+    if !model.exists() {
+        anyhow::bail!(
+            "Whisper model {} not found: run scripts/fetch-models, or pass --model",
+            model.display()
+        );
+    }
+    let mut opts = TranscriberOptions::default();
+    if let Some(t) = args.threads {
+        opts.threads = t;
+    }
+    opts.beam_size = args.beam;
+    opts.audio_ctx = args.audio_ctx;
+    let mut transcriber = Transcriber::load(&model, opts)
+        .with_context(|| format!("loading {}", model.display()))?
+        .with_prompt(&args.prompt);
+    let mut failed = 0;
+    for file in &args.files {
+        match transcribe_one(&mut transcriber, file) {
+            Ok((text, audio_s, ms)) => {
+                if args.json {
+                    let obj = serde_json::json!({
+                        "file": file.display().to_string(),
+                        "text": text,
+                        "audio_s": audio_s,
+                        "ms": ms,
+                    });
+                    println!("{obj}");
+                } else if args.files.len() > 1 {
+                    println!("{}: {text}", file.display());
+                } else {
+                    println!("{text}");
+                }
+            }
+            Err(e) => {
+                // Keep going: one bad file in a batch should not hide the others' results.
+                eprintln!("hearth transcribe: {}: {e:#}", file.display());
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} files failed", args.files.len());
+    }
+    Ok(())
+}
+
+fn transcribe_one(t: &mut Transcriber, file: &Path) -> Result<(String, f64, u64)> {
+    let audio = load_audio(file)?;
+    if audio.samples.is_empty() {
+        anyhow::bail!("the file holds no audio samples");
+    }
+    let r = t.transcribe(&audio.samples)?;
+    let audio_s = (f64::from(r.audio_seconds) * 1000.0).round() / 1000.0;
+    Ok((r.text, audio_s, r.elapsed.as_millis() as u64))
+}
