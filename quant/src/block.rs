@@ -49,16 +49,22 @@ const _: () = assert!(core::mem::size_of::<BlockQ8>() == 34);
 const _: () = assert!(core::mem::size_of::<BlockQ4>() == 18);
 const _: () = assert!(core::mem::size_of::<BlockQ4A>() == 20);
 
+/// The unsigned nibble (0..=15) of value `i` in the shared 4-bit order.
+#[inline]
+fn nibble(qs: &[u8; QK / 2], i: usize) -> u8 {
+    let b = qs[i % (QK / 2)];
+    if i < QK / 2 {
+        b & 0x0F
+    } else {
+        b >> 4
+    }
+}
+
 impl BlockQ4 {
     /// The unsigned nibble (0..=15) of value `i`.
     #[inline]
     pub fn nibble(&self, i: usize) -> u8 {
-        let b = self.qs[i % (QK / 2)];
-        if i < QK / 2 {
-            b & 0x0F
-        } else {
-            b >> 4
-        }
+        nibble(&self.qs, i)
     }
 }
 
@@ -66,11 +72,6 @@ impl BlockQ4A {
     /// The unsigned nibble (0..=15) of value `i`.
     #[inline]
     pub fn nibble(&self, i: usize) -> u8 {
-        let b = self.qs[i % (QK / 2)];
-        if i < QK / 2 {
-            b & 0x0F
-        } else {
-            b >> 4
-        }
+        nibble(&self.qs, i)
     }
 }
