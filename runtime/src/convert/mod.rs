@@ -17,7 +17,7 @@ use crate::model::{ModelConfig, ModelWriter, TensorFormat, TensorSpec};
 use crate::{Error, Result};
 use bytemuck::Zeroable;
 use hearth_quant::packed::PackedBlock;
-use hearth_quant::{BlockQ4Ax4, BlockQ4x4, BlockQ8x4, QK};
+use hearth_quant::{BlockQ4Ax4, BlockQ4x4, BlockQ8, BlockQ8x4, QK};
 use std::path::{Path, PathBuf};
 
 /// Rows converted per step: a multiple of the packed group height (4), so chunks
@@ -112,9 +112,9 @@ fn write_tensor(
         if carry {
             let raw = src.raw_rows(r0, r1)?;
             match format {
-                TensorFormat::Q8x4 => carry_chunk::<BlockQ8x4>(w, raw, n, spec)?,
-                TensorFormat::Q4x4 => carry_chunk::<BlockQ4x4>(w, raw, n, spec)?,
-                TensorFormat::Q4Ax4 => carry_chunk::<BlockQ4Ax4>(w, raw, n, spec)?,
+                TensorFormat::Q8x4 => carry_chunk::<BlockQ8x4>(w, raw, n, spec, clamp_q8)?,
+                TensorFormat::Q4x4 => carry_chunk::<BlockQ4x4>(w, raw, n, spec, |_| 0)?,
+                TensorFormat::Q4Ax4 => carry_chunk::<BlockQ4Ax4>(w, raw, n, spec, |_| 0)?,
                 _ => unreachable!("only block formats are carried"),
             }
         } else {
@@ -134,12 +134,28 @@ fn write_tensor(
     })
 }
 
-/// Interleave `n` rows of source blocks, unchanged, and write them.
+/// Q8 weights are kept in -127..=127 (what every quantizer, ours and llama.cpp's, produces):
+/// the x86 kernels negate weights in their sign trick, and -128 has no negation in i8. A
+/// GGUF `Q8_0` block holding -128 (hand-made or hostile) is clamped; returns how many values.
+fn clamp_q8(blocks: &mut [BlockQ8]) -> usize {
+    let mut n = 0;
+    for q in blocks.iter_mut().flat_map(|b| b.qs.iter_mut()) {
+        if *q == i8::MIN {
+            *q = -127;
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Interleave `n` rows of source blocks, unchanged (but for `fix`, which returns how many
+/// values it changed), and write them.
 fn carry_chunk<P: PackedBlock>(
     w: &mut ModelWriter,
     raw: &[u8],
     n: usize,
     spec: &TensorSpec,
+    fix: fn(&mut [P::Row]) -> usize,
 ) -> Result<()> {
     let block = size_of::<P::Row>();
     let need = n * (spec.cols / QK) * block;
@@ -153,6 +169,13 @@ fn carry_chunk<P: PackedBlock>(
     // The source need not be aligned for the block type: copy into typed blocks.
     let mut blocks = vec![P::Row::zeroed(); n * (spec.cols / QK)];
     bytemuck::cast_slice_mut::<P::Row, u8>(&mut blocks).copy_from_slice(raw);
+    let changed = fix(&mut blocks);
+    if changed > 0 {
+        tracing::warn!(
+            "tensor `{}`: {changed} Q8 values of -128 clamped to -127",
+            spec.name
+        );
+    }
     let packed: Vec<P> = pack_blocks(&blocks, n, spec.cols, &spec.name)?;
     w.write_tensor_data(bytemuck::cast_slice(&packed))
 }
@@ -216,4 +239,23 @@ fn check_tokenizer(json: &str, vocab_size: usize) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn carried_q8_blocks_never_hold_minus_128() {
+        let mut blocks = [BlockQ8::zeroed(); 2];
+        blocks[0].qs[3] = i8::MIN;
+        blocks[1].qs[31] = i8::MIN;
+        blocks[1].qs[0] = -127;
+        blocks[1].qs[1] = 127;
+        assert_eq!(clamp_q8(&mut blocks), 2);
+        assert_eq!(blocks[0].qs[3], -127);
+        assert_eq!(blocks[1].qs[31], -127);
+        assert_eq!((blocks[1].qs[0], blocks[1].qs[1]), (-127, 127));
+        assert_eq!(clamp_q8(&mut blocks), 0, "a clean block is left as it is");
+    }
 }
