@@ -225,31 +225,7 @@ impl ModelConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    pub(crate) fn tiny() -> ModelConfig {
-        ModelConfig {
-            name: "tiny".into(),
-            arch: Arch::Llama,
-            vocab_size: 64,
-            hidden_size: 64,
-            n_layers: 2,
-            n_heads: 4,
-            n_kv_heads: 2,
-            head_dim: 16,
-            ffn_dim: 96,
-            rope_theta: 10000.0,
-            rope_style: RopeStyle::Norm,
-            norm_eps: 1e-5,
-            context_length: 128,
-            tied_embeddings: true,
-            qkv_bias: false,
-            bos_id: Some(1),
-            eos_id: 2,
-            stop_ids: vec![2],
-            add_bos: true,
-            chat_template: None,
-        }
-    }
+    use crate::model::synth::tiny_config as tiny;
 
     #[test]
     fn tiny_is_valid_and_lists_tensors() {
