@@ -391,21 +391,7 @@ pub fn write_ggml(
     )?;
     for i in 0..h.n_audio_layer {
         let (dst, src) = (format!("encoder.blocks.{i}"), format!("encoder/layer_{i}"));
-        out.layer_norm(
-            model,
-            &format!("{dst}.attn_ln"),
-            &format!("{src}/self_attention/layer_norm"),
-        )?;
-        out.fused_qkv(
-            model,
-            &format!("{dst}.attn"),
-            &format!("{src}/self_attention"),
-        )?;
-        out.linear(
-            model,
-            &format!("{dst}.attn.out"),
-            &format!("{src}/self_attention/linear_1"),
-        )?;
+        out.self_attention(model, &dst, &src)?;
         out.ffn(model, &dst, &src)?;
     }
     out.layer_norm(model, "encoder.ln_post", "encoder/layer_norm")?;
@@ -426,21 +412,7 @@ pub fn write_ggml(
     )?;
     for i in 0..h.n_text_layer {
         let (dst, src) = (format!("decoder.blocks.{i}"), format!("decoder/layer_{i}"));
-        out.layer_norm(
-            model,
-            &format!("{dst}.attn_ln"),
-            &format!("{src}/self_attention/layer_norm"),
-        )?;
-        out.fused_qkv(
-            model,
-            &format!("{dst}.attn"),
-            &format!("{src}/self_attention"),
-        )?;
-        out.linear(
-            model,
-            &format!("{dst}.attn.out"),
-            &format!("{src}/self_attention/linear_1"),
-        )?;
+        out.self_attention(model, &dst, &src)?;
         out.layer_norm(
             model,
             &format!("{dst}.cross_attn_ln"),
@@ -594,6 +566,25 @@ impl<W: Write> GgmlWriter<'_, W> {
             &format!("{src}/beta"),
             Part::All,
             Kind::F32,
+        )
+    }
+
+    /// A block's self-attention (same layout in the encoder and the decoder).
+    fn self_attention(&mut self, model: &Ct2Model, dst: &str, src: &str) -> Result<()> {
+        self.layer_norm(
+            model,
+            &format!("{dst}.attn_ln"),
+            &format!("{src}/self_attention/layer_norm"),
+        )?;
+        self.fused_qkv(
+            model,
+            &format!("{dst}.attn"),
+            &format!("{src}/self_attention"),
+        )?;
+        self.linear(
+            model,
+            &format!("{dst}.attn.out"),
+            &format!("{src}/self_attention/linear_1"),
         )
     }
 
