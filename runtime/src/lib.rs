@@ -10,6 +10,7 @@ pub mod gguf;
 pub mod intent;
 pub mod llm;
 pub mod model;
+pub mod tokenizer;
 pub mod voice;
 
 pub use error::{Error, Result};

@@ -19,7 +19,7 @@ use memmap2::Mmap;
 
 pub use dequant::dequantize;
 pub use reader::{DEFAULT_ALIGNMENT, MAX_DIMS};
-pub use tokenizer::tokenizer_json;
+pub use tokenizer::{tokenizer_json, LLAMA3_REGEX, QWEN2_REGEX};
 pub use types::{GgmlType, GgufTensorInfo, MetaValue};
 
 use crate::{Error, Result};
