@@ -1,13 +1,19 @@
 //! The Hearth model file: round trip, writer atomicity, and every kind of bad input
 //! (each asserting its specific error), plus a mutation fuzz test of the loader.
+use hearth_runtime::llm::{Engine, EngineOptions};
+use hearth_runtime::model::format::Section;
 use hearth_runtime::model::format::{Header, TableEntry, HEADER_LEN, VERSION};
 use hearth_runtime::model::pack::dequantize_packed;
-use hearth_runtime::model::synth::{tiny_config, tiny_tokenizer_json, write_random_model, Rng};
+use hearth_runtime::model::synth::{
+    tiny_bpe_tokenizer_json, tiny_config, tiny_tokenizer_json, write_random_model,
+    write_random_model_with, Rng,
+};
 use hearth_runtime::model::{
     Advice, LoadOptions, ModelConfig, ModelFile, ModelWriter, TensorData, TensorFormat,
 };
 use proptest::prelude::*;
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn tiny_model_bytes(dir: &Path, format: TensorFormat) -> Vec<u8> {
@@ -36,6 +42,8 @@ struct Parts {
     header: Header,
     config: Vec<u8>,
     tokenizer: Vec<u8>,
+    /// The tokenizer tables (empty when the file has none).
+    tables: Vec<u8>,
     entries: Vec<TableEntry>,
     /// The data section (entries' offsets are absolute into the original file).
     data: Vec<u8>,
@@ -51,6 +59,7 @@ impl Parts {
         Parts {
             config: sec(header.config),
             tokenizer: sec(header.tokenizer),
+            tables: sec(header.tokenizer_tables),
             data: sec(header.data),
             entries,
             header,
@@ -78,6 +87,13 @@ impl Parts {
         h.tokenizer.offset = out.len() as u64;
         h.tokenizer.len = self.tokenizer.len() as u64;
         out.extend_from_slice(&self.tokenizer);
+        h.tokenizer_tables = Section::default();
+        if h.version >= 2 && !self.tables.is_empty() {
+            out.resize(out.len().next_multiple_of(64), 0);
+            h.tokenizer_tables.offset = out.len() as u64;
+            h.tokenizer_tables.len = self.tables.len() as u64;
+            out.extend_from_slice(&self.tables);
+        }
         assert!(
             out.len() as u64 <= h.data.offset,
             "metadata grew past the data section"
@@ -557,6 +573,194 @@ fn fuzz_loader_never_panics() {
     let (loaded, rejected) = (loaded.into_inner(), rejected.into_inner());
     assert!(
         loaded > 50 && rejected > 500,
+        "loaded {loaded}, rejected {rejected}"
+    );
+}
+
+/// A tiny model whose tokenizer (byte-level BPE) gets fast tables.
+fn bpe_model_bytes(dir: &Path) -> Vec<u8> {
+    let path = dir.join("bpe.hearth");
+    let json = tiny_bpe_tokenizer_json();
+    write_random_model_with(&path, &tiny_config(), TensorFormat::Q4Ax4, 3, &json).unwrap();
+    std::fs::read(path).unwrap()
+}
+
+const SAMPLES: &[&str] = &[
+    "",
+    "hello world",
+    "<|im_start|>hello 12 world<|im_end|>\n",
+    "héllo  wörld 1234 'll <|im_end <|im_start|><|im_end|>",
+];
+
+fn one_thread() -> EngineOptions {
+    EngineOptions {
+        threads: 1,
+        ..EngineOptions::default()
+    }
+}
+
+#[test]
+fn tokenizer_tables_are_stored_and_read_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = ModelFile::from_bytes(bpe_model_bytes(dir.path())).unwrap();
+    let t = m.header().tokenizer_tables;
+    assert_eq!(m.header().version, VERSION);
+    assert!(t.len > 0 && t.offset % 64 == 0, "{t:?}");
+    assert!(m.verify().is_empty());
+    let reference = tokenizers::Tokenizer::from_str(m.tokenizer_json()).unwrap();
+    let bpe = m.tokenizer_tables().expect("tables");
+    assert_eq!(bpe.encode("hello world").len(), 2, "merges applied");
+    for s in SAMPLES {
+        let ids = bpe.encode(s);
+        assert_eq!(ids, reference.encode(*s, false).unwrap().get_ids(), "{s:?}");
+        assert_eq!(bpe.decode(&ids), *s);
+    }
+    // The engine tokenizes with the tables; the tokenizers crate (parsed on demand)
+    // agrees.
+    let e = Engine::load(std::sync::Arc::new(m), one_thread()).unwrap();
+    assert!(e.fast_tokenizer().is_some() && e.has_tokenizer());
+    for s in SAMPLES {
+        let ids = e.tokenize(s, false).unwrap();
+        assert_eq!(
+            ids,
+            e.tokenizer().unwrap().encode(*s, false).unwrap().get_ids()
+        );
+        assert_eq!(e.detokenize(&ids).unwrap(), *s);
+    }
+    assert_eq!(e.tokenize("hello", true).unwrap()[0], 1, "BOS first");
+}
+
+#[test]
+fn version_1_files_load_and_use_the_tokenizers_crate() {
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = bpe_model_bytes(dir.path());
+    let fast = Engine::load(
+        std::sync::Arc::new(ModelFile::from_bytes(v2.clone()).unwrap()),
+        one_thread(),
+    )
+    .unwrap();
+    let mut parts = Parts::split(&v2);
+    parts.header.version = 1;
+    let m = ModelFile::from_bytes(parts.assemble()).unwrap();
+    assert_eq!(m.header().version, 1);
+    assert!(m.tokenizer_tables().is_none());
+    let e = Engine::load(std::sync::Arc::new(m), one_thread()).unwrap();
+    assert!(e.fast_tokenizer().is_none() && e.has_tokenizer());
+    for s in SAMPLES {
+        let ids = e.tokenize(s, false).unwrap();
+        assert_eq!(ids, fast.tokenize(s, false).unwrap(), "{s:?}");
+        assert_eq!(e.detokenize(&ids).unwrap(), fast.detokenize(&ids).unwrap());
+    }
+}
+
+#[test]
+fn bad_tokenizer_tables_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = Parts::split(&bpe_model_bytes(dir.path()));
+    let broken = |f: &dyn Fn(&mut Vec<u8>), needle: &str| {
+        let mut p = Parts::split(&good.assemble());
+        f(&mut p.tables);
+        assert_err(p.assemble(), needle);
+    };
+    let set = |i: usize, v: u32| {
+        move |t: &mut Vec<u8>| t[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes())
+    };
+    broken(&|t| t.truncate(t.len() - 1), "the header describes");
+    broken(&|t| t.truncate(40), "tokenizer tables: truncated");
+    broken(&|t| t.push(0), "the header describes");
+    broken(&set(0, 0), "tokenizer tables: bad magic");
+    broken(&set(1, 9), "version 9 is not supported");
+    broken(&set(2, 77), "unknown pre-tokenizer code 77");
+    broken(&set(3, 8), "unknown flags");
+    broken(&set(4, 0), "0 tokens");
+    broken(&set(4, u32::MAX), "tokens (must be");
+    broken(&set(6, 3), "vocabulary hash table has 3 slots");
+    broken(&set(7, 1 << 31), "merge hash table has");
+    broken(&set(8, u32::MAX), "added tokens (max");
+    broken(&set(12, 1), "reserved word 12");
+    broken(&set(5, 1 << 30), "the header describes");
+
+    // Section placement: misaligned, outside the file, overlapping another section.
+    let bytes = good.assemble();
+    let h = Header::parse(&bytes).unwrap();
+    let with = |t: Section| {
+        let mut b = bytes.clone();
+        let mut h = h.clone();
+        h.tokenizer_tables = t;
+        b[..HEADER_LEN].copy_from_slice(&h.to_bytes());
+        b
+    };
+    let t = h.tokenizer_tables;
+    assert_err(
+        with(Section {
+            offset: t.offset + 4,
+            ..t
+        }),
+        "not a multiple of 64",
+    );
+    assert_err(
+        with(Section {
+            offset: bytes.len() as u64,
+            ..t
+        }),
+        "tokenizer tables section",
+    );
+    assert_err(
+        with(Section {
+            offset: h.tokenizer.offset & !63,
+            ..t
+        }),
+        "overlap",
+    );
+}
+
+#[test]
+fn fuzz_tokenizer_tables_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = bpe_model_bytes(dir.path());
+    let t = Header::parse(&bytes).unwrap().tokenizer_tables;
+    let (start, end) = (t.offset as usize, (t.offset + t.len) as usize);
+    // Mostly the header words and the merge / added-token arrays, where a change
+    // reaches the most code; anywhere in the section otherwise.
+    let pos = prop_oneof![
+        3 => start..start + 24 * 4,
+        3 => end - 400..end,
+        4 => start..end,
+    ];
+    let strategy = (
+        prop::collection::vec((pos, any::<u8>()), 1..6),
+        "[ a-z0-9<|>_\\n]{0,24}|<\\|im_start\\|>hello",
+    );
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 3000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let (loaded, rejected) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    runner
+        .run(&strategy, |(muts, text)| {
+            let mut b = bytes.clone();
+            for (p, v) in muts {
+                b[p] = v;
+            }
+            let Ok(m) = ModelFile::from_bytes(b) else {
+                rejected.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            };
+            loaded.fetch_add(1, Ordering::Relaxed);
+            // Whatever loads must tokenize and decode without panicking.
+            if let Some(bpe) = m.tokenizer_tables() {
+                let ids = bpe.encode(&text);
+                std::hint::black_box(bpe.decode(&ids));
+                std::hint::black_box(bpe.decode(&[0, 1, 255, 300, u32::MAX]));
+                std::hint::black_box(bpe.token_id(b"hello"));
+            }
+            Ok(())
+        })
+        .unwrap();
+    let (loaded, rejected) = (loaded.into_inner(), rejected.into_inner());
+    assert!(
+        loaded > 500 && rejected > 200,
         "loaded {loaded}, rejected {rejected}"
     );
 }

@@ -1,7 +1,9 @@
 //! `hearth inspect FILE [--json] [--verify]`: what is inside a Hearth model file.
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use hearth_runtime::model::format::VERSION;
 use hearth_runtime::model::ModelFile;
+use hearth_runtime::tokenizer::tables::{FLAG_IGNORE_MERGES, FLAG_NFC};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -48,6 +50,15 @@ pub fn run(args: InspectArgs) -> Result<()> {
     let c = m.config();
     let tok = m.tokenizer_json();
     let tokens = token_count(tok);
+    let tables = m.tokenizer_tables().map(|t| *t.layout());
+    let tables_json = tables.map(|t| {
+        json!({
+            "pre_tokenizer": t.pre.name(), "tokens": t.n_tokens, "merges": t.n_merges,
+            "added_tokens": t.n_added, "nfc": t.flags & FLAG_NFC != 0,
+            "ignore_merges": t.flags & FLAG_IGNORE_MERGES != 0,
+            "bytes": m.header().tokenizer_tables.len,
+        })
+    });
     let weights: u64 = m
         .tensor_infos()
         .iter()
@@ -79,7 +90,10 @@ pub fn run(args: InspectArgs) -> Result<()> {
             "format_version": m.header().version,
             "file_bytes": m.file_len(),
             "config": c,
-            "tokenizer": { "bytes": tok.len(), "tokens": tokens },
+            "tokenizer": { "bytes": tok.len(), "tokens": tokens, "tables": tables_json },
+            // Older than what this hearth writes: re-converting gives a newer file
+            // (scripts/fetch-models re-converts such models).
+            "outdated": m.header().version < VERSION,
             "tensors": tensors,
             "totals": {
                 "tensors": m.tensor_infos().len(),
@@ -121,6 +135,19 @@ pub fn run(args: InspectArgs) -> Result<()> {
         );
         let tokens = tokens.map_or("?".to_string(), |n| n.to_string());
         println!("tokenizer  {} tokens, {} bytes of JSON", tokens, tok.len());
+        match &tables {
+            Some(t) => println!(
+                "           fast tables: pre-tokenizer {}, {} tokens, {} merges, {} added tokens{}{}, {} bytes",
+                t.pre.name(),
+                t.n_tokens,
+                t.n_merges,
+                t.n_added,
+                if t.flags & FLAG_NFC != 0 { ", NFC" } else { "" },
+                if t.flags & FLAG_IGNORE_MERGES != 0 { ", ignore merges" } else { "" },
+                m.header().tokenizer_tables.len
+            ),
+            None => println!("           no fast tables (tokenized by the tokenizers crate)"),
+        }
         println!();
         println!(
             "{:<28} {:<6} {:>14} {:>12} {:>6}",

@@ -4,9 +4,10 @@ use crate::llm::forward::{self, Exec, Logits, Scratch};
 use crate::llm::kv::{KvCache, KvType};
 use crate::llm::ops::RopeTable;
 use crate::llm::weights::{Hparams, Weights};
+use crate::tokenizer::Bpe;
 use crate::{Error, Result};
 use hearth_quant::Kernels;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokenizers::Tokenizer;
 
 /// Most threads a pool may have; more is a typo, not a configuration.
@@ -38,6 +39,11 @@ pub trait WeightSource: Send + Sync + 'static {
     fn info(&self) -> ModelInfo;
     /// A `tokenizers` JSON document, if the model ships a tokenizer.
     fn tokenizer_json(&self) -> Option<&str>;
+    /// The fast tokenizer's tables, read in place, if the source has them (then the
+    /// JSON is only parsed if [`Engine::tokenizer`] is asked for).
+    fn tokenizer_tables(&self) -> Option<Bpe<'_>> {
+        None
+    }
 }
 
 self_cell::self_cell!(
@@ -70,6 +76,15 @@ impl Default for EngineOptions {
     }
 }
 
+/// Parse a tokenizer.json (`None` when there is none).
+fn parse_tokenizer(json: Option<&str>) -> Result<Option<Tokenizer>> {
+    json.map(|j| {
+        j.parse::<Tokenizer>()
+            .map_err(|e| Error::Format(format!("model tokenizer: {e}")))
+    })
+    .transpose()
+}
+
 /// The machine's parallelism (1 if unknown).
 pub fn default_threads() -> usize {
     std::thread::available_parallelism()
@@ -80,7 +95,11 @@ pub fn default_threads() -> usize {
 struct Inner {
     loaded: Loaded,
     info: ModelInfo,
-    tokenizer: Option<Tokenizer>,
+    /// Whether the source has fast tokenizer tables (then they do all tokenizing).
+    fast_tokenizer: bool,
+    /// The `tokenizers`-crate tokenizer: parsed at load when there are no tables,
+    /// else on first use of [`Engine::tokenizer`] (it costs ~200 ms and ~30 MiB).
+    reference: OnceLock<std::result::Result<Option<Tokenizer>, String>>,
     kernels: &'static Kernels,
     pool: Option<rayon::ThreadPool>,
     opts: EngineOptions,
@@ -102,8 +121,8 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Load from any weight source: validates every tensor's shape, parses the
-    /// tokenizer, picks the kernels (`HEARTH_KERNELS` honoured) and starts the pool.
+    /// Load from any weight source: validates every tensor's shape, opens the
+    /// tokenizer (its stored tables, or else its JSON, parsed), picks the kernels (`HEARTH_KERNELS` honoured) and starts the pool.
     pub fn from_source(source: Arc<dyn WeightSource>, opts: EngineOptions) -> Result<Engine> {
         if opts.threads == 0 || opts.threads > MAX_THREADS {
             return Err(Error::Invalid(format!(
@@ -115,13 +134,12 @@ impl Engine {
             return Err(Error::Invalid("batch size must be at least 1".into()));
         }
         let info = source.info();
-        let tokenizer = match source.tokenizer_json() {
-            Some(json) => Some(
-                json.parse::<Tokenizer>()
-                    .map_err(|e| Error::Format(format!("model tokenizer: {e}")))?,
-            ),
-            None => None,
-        };
+        let fast_tokenizer = source.tokenizer_tables().is_some();
+        let reference = OnceLock::new();
+        if !fast_tokenizer {
+            let parsed = parse_tokenizer(source.tokenizer_json())?;
+            let _ = reference.set(Ok(parsed));
+        }
         let loaded = Loaded::try_new(source, |s| s.weights())?;
         loaded.borrow_dependent().validate()?;
         let kernels = Kernels::detect()?;
@@ -142,7 +160,8 @@ impl Engine {
             inner: Arc::new(Inner {
                 loaded,
                 info,
-                tokenizer,
+                fast_tokenizer,
+                reference,
                 kernels,
                 pool,
                 opts,
@@ -166,12 +185,33 @@ impl Engine {
     pub fn kernels(&self) -> &'static Kernels {
         self.inner.kernels
     }
-    /// The tokenizer, or an error when the model ships none.
+    /// The `tokenizers`-crate tokenizer (the reference the fast one is tested
+    /// against), or an error when the model ships none. With stored tables it is
+    /// parsed on the first call (~200 ms); [`tokenize`](Self::tokenize) and
+    /// [`detokenize`](Self::detokenize) never need it then.
     pub fn tokenizer(&self) -> Result<&Tokenizer> {
-        self.inner
-            .tokenizer
-            .as_ref()
-            .ok_or_else(|| Error::Invalid("this model has no tokenizer".into()))
+        let parsed = self.inner.reference.get_or_init(|| {
+            parse_tokenizer(self.inner.loaded.borrow_owner().tokenizer_json())
+                .map_err(|e| e.to_string())
+        });
+        match parsed {
+            Ok(Some(t)) => Ok(t),
+            Ok(None) => Err(Error::Invalid("this model has no tokenizer".into())),
+            Err(e) => Err(Error::Format(e.clone())),
+        }
+    }
+
+    /// The fast tokenizer, when the model file has its tables.
+    pub fn fast_tokenizer(&self) -> Option<Bpe<'_>> {
+        if !self.inner.fast_tokenizer {
+            return None;
+        }
+        self.inner.loaded.borrow_owner().tokenizer_tables()
+    }
+
+    /// Whether the model can tokenize at all.
+    pub fn has_tokenizer(&self) -> bool {
+        self.inner.fast_tokenizer || self.tokenizer().is_ok()
     }
 
     fn weights(&self) -> &Weights<'_> {
@@ -181,22 +221,29 @@ impl Engine {
     /// Tokenize `text` (special tokens such as `<|im_start|>` are recognised),
     /// with a leading BOS when `add_bos` and the model has one.
     pub fn tokenize(&self, text: &str, add_bos: bool) -> Result<Vec<u32>> {
-        let enc = self
-            .tokenizer()?
-            .encode(text, false)
-            .map_err(|e| Error::Invalid(format!("tokenize: {e}")))?;
-        let mut ids = Vec::with_capacity(enc.len() + 1);
+        let mut ids = Vec::new();
         if add_bos {
             if let Some(b) = self.inner.info.bos_id {
                 ids.push(b);
             }
         }
+        if let Some(fast) = self.fast_tokenizer() {
+            ids.extend(fast.encode(text));
+            return Ok(ids);
+        }
+        let enc = self
+            .tokenizer()?
+            .encode(text, false)
+            .map_err(|e| Error::Invalid(format!("tokenize: {e}")))?;
         ids.extend_from_slice(enc.get_ids());
         Ok(ids)
     }
 
     /// Text of `ids` (special tokens included).
     pub fn detokenize(&self, ids: &[u32]) -> Result<String> {
+        if let Some(fast) = self.fast_tokenizer() {
+            return Ok(fast.decode(ids));
+        }
         self.tokenizer()?
             .decode(ids, false)
             .map_err(|e| Error::Invalid(format!("detokenize: {e}")))

@@ -199,8 +199,8 @@ pub fn generate(
         )));
     }
     let engine = session.engine().clone();
-    let tokenizer = engine.tokenizer().ok();
-    if tokenizer.is_none() && !opts.stop_strings.is_empty() {
+    let has_tokenizer = engine.has_tokenizer();
+    if !has_tokenizer && !opts.stop_strings.is_empty() {
         return Err(Error::Invalid(
             "stop strings need a tokenizer, and this model has none".into(),
         ));
@@ -210,11 +210,10 @@ pub fn generate(
         .clone()
         .unwrap_or_else(|| engine.info().stop_ids.clone());
     let decode = |ids: &[u32]| -> Result<String> {
-        match tokenizer {
-            Some(t) => t
-                .decode(ids, false)
-                .map_err(|e| Error::Invalid(format!("detokenize: {e}"))),
-            None => Ok(String::new()),
+        if has_tokenizer {
+            engine.detokenize(ids)
+        } else {
+            Ok(String::new())
         }
     };
 
@@ -272,7 +271,7 @@ pub fn generate(
             let _ = on_piece(&rest, *ids.last().unwrap_or(&0));
         }
     }
-    let text = if tokenizer.is_some() {
+    let text = if has_tokenizer {
         stops.text().to_string()
     } else {
         String::new()

@@ -122,6 +122,10 @@ impl WeightSource for ModelFile {
         let t = ModelFile::tokenizer_json(self);
         (!t.is_empty()).then_some(t)
     }
+
+    fn tokenizer_tables(&self) -> Option<crate::tokenizer::Bpe<'_>> {
+        ModelFile::tokenizer_tables(self)
+    }
 }
 
 impl Engine {

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! 0        header (HEADER_LEN bytes, little-endian)
-//!          config JSON | tokenizer.json | tensor table   (any order, in bounds, no overlap)
+//!          config JSON | tokenizer.json | tokenizer tables (v2) | tensor table
+//!                                               (any order, in bounds, no overlap)
 //! data_off tensor data (data_off page-aligned, every tensor 64-byte aligned)
 //! ```
 //! Only plain byte parsing lives here; the checks that need the whole file are in
@@ -13,8 +14,12 @@ use hearth_quant::{BlockQ4Ax4, BlockQ4x4, BlockQ8x4, QK};
 
 /// First eight bytes of every Hearth model file.
 pub const MAGIC: [u8; 8] = *b"HEARTH\0\0";
-/// The format version this code writes and the newest it reads.
-pub const VERSION: u32 = 1;
+/// The format version this code writes and the newest it reads. Version 2 added the
+/// tokenizer tables section; version 1 files still load (tokenized by the
+/// `tokenizers` crate from their tokenizer.json).
+pub const VERSION: u32 = 2;
+/// Alignment of the tokenizer tables section (read in place as `u32` words).
+pub const TABLES_ALIGN: u64 = 64;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 128;
 /// Alignment of each tensor's data (a cache line, and enough for any SIMD load).
@@ -140,7 +145,7 @@ impl Section {
 pub struct Header {
     /// Format version.
     pub version: u32,
-    /// Reserved flags (0 in version 1).
+    /// Reserved flags (0).
     pub flags: u32,
     /// `ModelConfig` as JSON.
     pub config: Section,
@@ -148,11 +153,14 @@ pub struct Header {
     pub tokenizer: Section,
     /// Binary tensor table.
     pub table: Section,
+    /// The fast tokenizer's tables (version 2; empty when the tokenizer has none).
+    pub tokenizer_tables: Section,
     /// Tensor data.
     pub data: Section,
     /// Number of entries in the table.
     pub n_tensors: u64,
-    /// CRC-32 of the config, tokenizer and table bytes (in that order).
+    /// CRC-32 of the config, tokenizer.json, tokenizer tables (version 2) and table
+    /// bytes, in that order.
     pub meta_crc32: u32,
 }
 
@@ -215,6 +223,10 @@ impl Header {
         }
         b.extend_from_slice(&self.n_tensors.to_le_bytes());
         b.extend_from_slice(&self.meta_crc32.to_le_bytes());
+        if self.version >= 2 {
+            b.extend_from_slice(&self.tokenizer_tables.offset.to_le_bytes());
+            b.extend_from_slice(&self.tokenizer_tables.len.to_le_bytes());
+        }
         b.resize(HEADER_LEN, 0);
         let mut out = [0u8; HEADER_LEN];
         out.copy_from_slice(&b);
@@ -256,6 +268,15 @@ impl Header {
         let (config, tokenizer, table, data) = (sec()?, sec()?, sec()?, sec()?);
         let n_tensors = c.u64()?;
         let meta_crc32 = c.u32()?;
+        // Version 1 headers end here (the rest is zero padding).
+        let tokenizer_tables = if version >= 2 {
+            Section {
+                offset: c.u64()?,
+                len: c.u64()?,
+            }
+        } else {
+            Section::default()
+        };
         if flags != 0 {
             return Err(Error::Format(format!(
                 "model file header has unknown flags {flags:#x}"
@@ -270,7 +291,22 @@ impl Header {
             data,
             n_tensors,
             meta_crc32,
+            tokenizer_tables,
         })
+    }
+
+    /// The metadata sections covered by `meta_crc32`, in checksum order.
+    pub fn meta_sections(&self) -> Vec<Section> {
+        if self.version >= 2 {
+            vec![
+                self.config,
+                self.tokenizer,
+                self.tokenizer_tables,
+                self.table,
+            ]
+        } else {
+            vec![self.config, self.tokenizer, self.table]
+        }
     }
 }
 
@@ -400,8 +436,19 @@ mod tests {
             },
             n_tensors: 1,
             meta_crc32: 0xDEAD_BEEF,
+            tokenizer_tables: Section {
+                offset: 192,
+                len: 100,
+            },
         };
         assert_eq!(Header::parse(&h.to_bytes()).unwrap(), h);
+        // A version-1 header has no tables section, whatever its padding holds.
+        let v1 = Header {
+            version: 1,
+            tokenizer_tables: Section::default(),
+            ..h
+        };
+        assert_eq!(Header::parse(&v1.to_bytes()).unwrap(), v1);
     }
 
     #[test]

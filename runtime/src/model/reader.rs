@@ -2,8 +2,9 @@
 //! out tensors afterwards is a bounds-free, copy-free cast.
 use super::config::ModelConfig;
 use super::format::{
-    Header, Section, TableEntry, TensorFormat, DATA_ALIGN, HEADER_LEN, TENSOR_ALIGN,
+    Header, Section, TableEntry, TensorFormat, DATA_ALIGN, HEADER_LEN, TABLES_ALIGN, TENSOR_ALIGN,
 };
+use crate::tokenizer::{Bpe, Layout};
 use crate::{Error, Result};
 use bytemuck::{Pod, Zeroable};
 use hearth_quant::dispatch::PackedData;
@@ -102,6 +103,8 @@ pub struct ModelFile {
     header: Header,
     config: ModelConfig,
     tokenizer: Section,
+    /// The fast tokenizer's tables, header-checked at open.
+    tables: Option<(Section, Layout)>,
     tensors: Vec<TensorInfo>,
     index: HashMap<String, usize>,
 }
@@ -194,6 +197,20 @@ impl ModelFile {
         let tok_bytes = section(bytes, header.tokenizer, "tokenizer")?;
         let table_bytes = section(bytes, header.table, "tensor table")?;
         section(bytes, header.data, "tensor data")?;
+        let has_tables = header.tokenizer_tables != Section::default();
+        let tables = if has_tables {
+            let t = header.tokenizer_tables;
+            let b = section(bytes, t, "tokenizer tables")?;
+            if t.offset % TABLES_ALIGN != 0 {
+                return Err(fmt_err(format!(
+                    "tokenizer tables section starts at {}, not a multiple of {TABLES_ALIGN}",
+                    t.offset
+                )));
+            }
+            Some((t, b))
+        } else {
+            None
+        };
         if header.data.offset % DATA_ALIGN != 0 {
             return Err(fmt_err(format!(
                 "tensor data section starts at {}, not a multiple of {DATA_ALIGN}",
@@ -206,7 +223,9 @@ impl ModelFile {
             ("tokenizer", header.tokenizer),
             ("tensor table", header.table),
             ("tensor data", header.data),
+            ("tokenizer tables", header.tokenizer_tables),
         ];
+        let secs = &mut secs[..if has_tables { 5 } else { 4 }];
         secs.sort_by_key(|(_, s)| s.offset);
         for w in secs.windows(2) {
             // `end()` cannot overflow: checked by `section` above.
@@ -217,6 +236,11 @@ impl ModelFile {
                 )));
             }
         }
+
+        let tables = match tables {
+            Some((t, b)) => Some((t, Layout::parse(b)?)),
+            None => None,
+        };
 
         let config_str = std::str::from_utf8(config_bytes)
             .map_err(|e| fmt_err(format!("model config is not valid UTF-8: {e}")))?;
@@ -242,6 +266,7 @@ impl ModelFile {
         }
         let me = ModelFile {
             tokenizer: header.tokenizer,
+            tables,
             backing,
             header,
             config,
@@ -298,6 +323,15 @@ impl ModelFile {
             &self.backing.bytes()[self.tokenizer.offset as usize..][..self.tokenizer.len as usize];
         // Checked to be UTF-8 at open; cannot fail.
         std::str::from_utf8(b).unwrap_or("")
+    }
+
+    /// The fast tokenizer, read in place, if the file has its tables (version 2
+    /// files converted from a supported tokenizer).
+    pub fn tokenizer_tables(&self) -> Option<Bpe<'_>> {
+        let (s, layout) = self.tables?;
+        let b = &self.backing.bytes()[s.offset as usize..][..s.len as usize];
+        // Checked at open; `new` re-checks the length and alignment cheaply.
+        Bpe::new(b, layout).ok()
     }
 
     /// The tensor called `name`.
@@ -371,11 +405,11 @@ impl ModelFile {
         let bytes = self.backing.bytes();
         let mut bad = Vec::new();
         let mut h = crc32fast::Hasher::new();
-        for s in [self.header.config, self.header.tokenizer, self.header.table] {
+        for s in self.header.meta_sections() {
             h.update(&bytes[s.offset as usize..(s.offset + s.len) as usize]);
         }
         if h.finalize() != self.header.meta_crc32 {
-            bad.push("(metadata: config, tokenizer, tensor table)".to_owned());
+            bad.push("(metadata: config, tokenizer, tokenizer tables, tensor table)".to_owned());
         }
         for t in &self.tensors {
             if crc32fast::hash(&bytes[t.offset..t.offset + t.len]) != t.crc32 {

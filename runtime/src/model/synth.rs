@@ -59,6 +59,72 @@ pub fn tiny_tokenizer_json(vocab: usize) -> String {
     .to_string()
 }
 
+/// A small byte-level BPE tokenizer.json (SmolLM's pipeline): the 256 byte tokens,
+/// a few merges spelling `hello`, ` world` and `12`, and two added tokens — enough
+/// for the fast tokenizer's tables to be built and exercised without a real model.
+pub fn tiny_bpe_tokenizer_json() -> String {
+    let chars = crate::tokenizer::build::byte_to_char();
+    let mut vocab = serde_json::Map::new();
+    let mut add = |t: String| {
+        let id = vocab.len();
+        vocab.insert(t, id.into());
+        id
+    };
+    for c in chars {
+        add(c.to_string());
+    }
+    let merges = [
+        ("h", "e"),
+        ("l", "l"),
+        ("he", "ll"),
+        ("hell", "o"),
+        ("Ġ", "w"),
+        ("o", "r"),
+        ("Ġw", "or"),
+        ("Ġwor", "l"),
+        ("Ġworl", "d"),
+        ("l", "o"),
+    ];
+    for (a, b) in merges {
+        add(format!("{a}{b}"));
+    }
+    let specials = ["<|im_start|>", "<|im_end|>"];
+    let added: Vec<_> = specials
+        .iter()
+        .map(|&t| {
+            let id = add(t.to_owned());
+            serde_json::json!({
+                "id": id, "content": t, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": true
+            })
+        })
+        .collect();
+    let byte_level = |regex: bool| {
+        serde_json::json!({ "type": "ByteLevel", "add_prefix_space": false,
+                            "trim_offsets": false, "use_regex": regex })
+    };
+    serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": { "type": "Sequence", "pretokenizers": [
+            { "type": "Digits", "individual_digits": true }, byte_level(true),
+        ]},
+        "post_processor": byte_level(false),
+        "decoder": byte_level(false),
+        "model": {
+            "type": "BPE", "dropout": null, "unk_token": null,
+            "continuing_subword_prefix": null, "end_of_word_suffix": null,
+            "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+            "vocab": vocab,
+            "merges": merges.iter().map(|(a, b)| format!("{a} {b}")).collect::<Vec<_>>(),
+        },
+    })
+    .to_string()
+}
+
 /// Deterministic pseudo-random numbers (xorshift64*), uniform in [-1, 1).
 pub struct Rng(u64);
 
@@ -89,8 +155,20 @@ pub fn write_random_model(
     matrix_format: TensorFormat,
     seed: u64,
 ) -> Result<PathBuf> {
+    let tokenizer = tiny_tokenizer_json(config.vocab_size);
+    write_random_model_with(path, config, matrix_format, seed, &tokenizer)
+}
+
+/// [`write_random_model`] with the given tokenizer.json.
+pub fn write_random_model_with(
+    path: &Path,
+    config: &ModelConfig,
+    matrix_format: TensorFormat,
+    seed: u64,
+    tokenizer_json: &str,
+) -> Result<PathBuf> {
     let mut rng = Rng::new(seed);
-    let mut w = ModelWriter::create(path, config, &tiny_tokenizer_json(config.vocab_size))?;
+    let mut w = ModelWriter::create(path, config, tokenizer_json)?;
     for spec in config.expected_tensors() {
         let n = spec.rows * spec.cols;
         let (fmt, x) = if spec.is_vector() {

@@ -1,6 +1,7 @@
 //! [`ModelWriter`]: streams a Hearth model file to disk one tensor at a time.
 //!
-//! Layout written: header | config | tokenizer | (pad to a page) | tensor data | table.
+//! Layout written: header | config | tokenizer | (pad to 64) tokenizer tables |
+//! (pad to a page) | tensor data | table.
 //! The table goes last so tensors can be streamed without knowing them up front.
 //! Everything is written to `OUT.tmp-<pid>` next to `OUT`, validated by opening it as a
 //! [`ModelFile`], and only then renamed over `OUT`: an interrupted or failed
@@ -8,9 +9,10 @@
 use super::config::ModelConfig;
 use super::format::{
     align_up, Header, Section, TableEntry, TensorFormat, DATA_ALIGN, HEADER_LEN, MAX_NAME_LEN,
-    TENSOR_ALIGN, VERSION,
+    TABLES_ALIGN, TENSOR_ALIGN, VERSION,
 };
 use super::reader::ModelFile;
+use crate::tokenizer::{build_tables, Built};
 use crate::{Error, Result};
 use std::collections::HashSet;
 use std::fs::File;
@@ -39,9 +41,20 @@ struct Pending {
 }
 
 impl ModelWriter {
-    /// Start writing `dest` (via a temporary file in the same directory).
+    /// Start writing `dest` (via a temporary file in the same directory). The fast
+    /// tokenizer's tables are built from `tokenizer_json` when its pipeline is
+    /// supported (see [`crate::tokenizer::build`]).
     pub fn create(dest: &Path, config: &ModelConfig, tokenizer_json: &str) -> Result<ModelWriter> {
         config.validate()?;
+        let tables = match build_tables(tokenizer_json)? {
+            Built::Tables(t) => Some(t),
+            Built::Unsupported(why) => {
+                tracing::info!(
+                    "no fast tokenizer tables ({why}): the tokenizers crate will be used"
+                );
+                None
+            }
+        };
         let file_name = dest.file_name().ok_or_else(|| {
             Error::Invalid(format!("output path {} has no file name", dest.display()))
         })?;
@@ -71,6 +84,11 @@ impl ModelWriter {
         w.meta_crc.update(&config_json);
         w.header.tokenizer = w.write(tokenizer_json.as_bytes())?;
         w.meta_crc.update(tokenizer_json.as_bytes());
+        if let Some(t) = tables {
+            w.pad_to(align_up(w.pos, TABLES_ALIGN).expect("small offset"))?;
+            w.header.tokenizer_tables = w.write(&t)?;
+            w.meta_crc.update(&t);
+        }
         let data_start = align_up(w.pos, DATA_ALIGN).expect("small offset");
         w.pad_to(data_start)?;
         w.header.data.offset = data_start;
