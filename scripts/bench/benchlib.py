@@ -62,8 +62,11 @@ def build():
 
 
 def hearth_model(policy):
-    """SmolLM2 converted with `hearth convert --quant policy` (cached)."""
+    """SmolLM2 converted with `hearth convert --quant policy` (cached; re-converted when
+    this hearth writes a newer format version than the cached file's)."""
     out = CACHE / f"smollm2-{policy}.hearth"
+    if out.exists() and json.loads(run([HEARTH, "inspect", "--json", out])).get("outdated"):
+        out.unlink()
     if not out.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         log(f"converting {SRC_GGUF.name} --quant {policy} ...")
