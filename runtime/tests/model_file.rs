@@ -605,7 +605,7 @@ fn tokenizer_tables_are_stored_and_read_in_place() {
     let m = ModelFile::from_bytes(bpe_model_bytes(dir.path())).unwrap();
     let t = m.header().tokenizer_tables;
     assert_eq!(m.header().version, VERSION);
-    assert!(t.len > 0 && t.offset % 64 == 0, "{t:?}");
+    assert!(t.len > 0 && t.offset.is_multiple_of(64), "{t:?}");
     assert!(m.verify().is_empty());
     let reference = tokenizers::Tokenizer::from_str(m.tokenizer_json()).unwrap();
     let bpe = m.tokenizer_tables().expect("tables");

@@ -115,8 +115,8 @@ fn merges(model: &Value) -> Option<Vec<(String, String)>> {
     Some(out)
 }
 
-/// Tables for `json`, or why there are none. Errors only when the JSON is a
-/// supported BPE tokenizer that the `tokenizers` crate itself rejects.
+/// Tables for `json`, or why there are none. Errors only on tables too large for
+/// the format.
 pub fn build_tables(json: &str) -> Result<Built> {
     let unsupported = |why: &str| Ok(Built::Unsupported(why.to_owned()));
     let Ok(doc) = serde_json::from_str::<Value>(json) else {
@@ -141,8 +141,16 @@ pub fn build_tables(json: &str) -> Result<Built> {
         return unsupported("merges in an unknown form");
     };
 
-    let tok = tokenizers::Tokenizer::from_str(json)
-        .map_err(|e| Error::Format(format!("tokenizer.json: {e}")))?;
+    // A JSON the reference rejects gets no tables (the engine then reports the
+    // tokenizers crate's error at load, as for any file without tables).
+    let tok = match tokenizers::Tokenizer::from_str(json) {
+        Ok(t) => t,
+        Err(e) => {
+            return Ok(Built::Unsupported(format!(
+                "the tokenizers crate rejects it: {e}"
+            )))
+        }
+    };
     let ModelWrapper::BPE(bpe) = tok.get_model() else {
         return unsupported("not a BPE model");
     };

@@ -389,7 +389,7 @@ impl TablesWriter {
         }
         let vocab_slots = slots_for(self.vocab_ids.len());
         let merge_slots = slots_for(self.merges.len());
-        let mut header = vec![0u32; HEADER_WORDS];
+        let mut header = [0u32; HEADER_WORDS];
         header[w::MAGIC] = MAGIC;
         header[w::VERSION] = TABLES_VERSION;
         header[w::PRE] = self.pre.code();
