@@ -250,8 +250,12 @@ impl ModelFile {
             ))
         })?;
         config.validate()?;
-        std::str::from_utf8(tok_bytes)
-            .map_err(|e| fmt_err(format!("tokenizer.json is not valid UTF-8: {e}")))?;
+        // With tables the JSON is only read on demand (`tokenizer_json` checks it
+        // then), so opening does not page in its ~1.5 MiB.
+        if tables.is_none() {
+            std::str::from_utf8(tok_bytes)
+                .map_err(|e| fmt_err(format!("tokenizer.json is not valid UTF-8: {e}")))?;
+        }
 
         let entries = TableEntry::parse_table(table_bytes, header.n_tensors)?;
         let tensors = validate_table(entries, header.data)?;
@@ -317,11 +321,11 @@ impl ModelFile {
         &self.config
     }
 
-    /// The `tokenizer.json` text.
+    /// The `tokenizer.json` text (empty if it is not UTF-8, which opening checks only
+    /// for files without tokenizer tables).
     pub fn tokenizer_json(&self) -> &str {
         let b =
             &self.backing.bytes()[self.tokenizer.offset as usize..][..self.tokenizer.len as usize];
-        // Checked to be UTF-8 at open; cannot fail.
         std::str::from_utf8(b).unwrap_or("")
     }
 
