@@ -57,6 +57,21 @@ fn convert_keep_then_inspect_smollm2() {
     assert_eq!(json["config"]["vocab_size"], 49152);
     assert_eq!(json["config"]["n_layers"], 30);
     assert_eq!(json["tokenizer"]["tokens"], 49152);
+    // Format v2: the fast tokenizer's tables were built from the GGUF's tokenizer.
+    let tables = &json["tokenizer"]["tables"];
+    assert_eq!(tables["pre_tokenizer"], "smollm");
+    assert_eq!(
+        (
+            &tables["tokens"],
+            &tables["merges"],
+            &tables["added_tokens"]
+        ),
+        (&49152.into(), &48900.into(), &17.into())
+    );
+    assert_eq!(
+        (&json["format_version"], &json["outdated"]),
+        (&2.into(), &false.into())
+    );
     assert_eq!(json["totals"]["tensors"], 272);
     assert_eq!(json["verify"]["ok"], true);
     assert_eq!(json["file_bytes"], std::fs::metadata(&out).unwrap().len());
