@@ -14,6 +14,10 @@ pub type GemvFn<P> = unsafe fn(w: &[P], nb: usize, x: &[BlockQ8], y: &mut [f32])
 /// Safety: the table's CPU features are present, `x.len() == n * nb`,
 /// `w.len() == y.len() / (4 * n) * nb`, `y.len() % (4 * n) == 0`, `n > 0`.
 pub type GemmFn<P> = unsafe fn(w: &[P], nb: usize, x: &[BlockQ8], n: usize, y: &mut [f32]);
+/// f32 matrix product `c = a · b` (row-major `m × k` times `k × n`). Safety: the
+/// table's CPU features are present, `a.len() == m * k`, `b.len() == k * n`,
+/// `c.len() == m * n`.
+pub type GemmF32Fn = unsafe fn(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]);
 
 /// Names of the kernel sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +71,7 @@ pub struct Kernels {
     pub(crate) gemm_q8: GemmFn<BlockQ8x4>,
     pub(crate) gemm_q4: GemmFn<BlockQ4x4>,
     pub(crate) gemm_q4a: GemmFn<BlockQ4Ax4>,
+    pub(crate) gemm_f32: GemmF32Fn,
 }
 
 /// The scalar kernel set (always available).
@@ -79,6 +84,7 @@ pub static SCALAR: Kernels = Kernels {
     gemm_q8: generic::gemm_q8_generic,
     gemm_q4: generic::gemm_q4_generic,
     gemm_q4a: generic::gemm_q4a_generic,
+    gemm_f32: generic::gemm_f32_generic,
 };
 
 /// The packed blocks of a matrix, by format.
@@ -293,6 +299,43 @@ impl Kernels {
                 t0 += c;
             }
         }
+        Ok(())
+    }
+
+    /// `c = a · b` in f32, all row-major: `a` is `m × k`, `b` is `k × n`, `c` is
+    /// `m × n` (overwritten). The float matrix products of attention (scores and the
+    /// weighted sum of values) go through this; sums may be ordered differently from
+    /// [`generic::gemm_f32_generic`] (and use FMA), so results agree to a float
+    /// tolerance.
+    pub fn gemm_f32(
+        &self,
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+    ) -> Result<(), QuantError> {
+        fn check(
+            what: &'static str,
+            rows: usize,
+            cols: usize,
+            got: usize,
+        ) -> Result<(), QuantError> {
+            match rows.checked_mul(cols) {
+                Some(e) if e == got => Ok(()),
+                e => Err(QuantError::LengthMismatch {
+                    what,
+                    expected: e.unwrap_or(usize::MAX),
+                    got,
+                }),
+            }
+        }
+        check("matrix a (m × k)", m, k, a.len())?;
+        check("matrix b (k × n)", k, n, b.len())?;
+        check("matrix c (m × n)", m, n, c.len())?;
+        // SAFETY: lengths checked above; this table exists only on CPUs that run it.
+        unsafe { (self.gemm_f32)(m, k, n, a, b, c) };
         Ok(())
     }
 

@@ -48,12 +48,15 @@ pub(crate) struct Scratch {
     hb: Vec<f32>,
     /// `[dim][B]` output of the o / down projections.
     proj: Vec<f32>,
-    /// `[n_kv][ctx][head_dim]` one layer's cached keys / values as f32.
+    /// `[n_kv][head_dim][len]` one layer's cached keys, transposed, and
+    /// `[n_kv][len][head_dim]` its values, as f32 (`len ≤ ctx` positions).
     kf: Vec<f32>,
     vf: Vec<f32>,
-    /// `[n_kv][ctx]` attention scores of the query being processed, per kv head.
+    /// `[n_kv][B·group][head_dim]` scaled queries, grouped by kv head, rows `(t, g)`.
+    qh: Vec<f32>,
+    /// `[n_kv][B·group][len]` attention scores, then probabilities.
     scores: Vec<f32>,
-    /// `[n_kv][group][B][head_dim]` attention outputs, grouped by kv head.
+    /// `[n_kv][B·group][head_dim]` attention outputs, grouped like `qh`.
     att: Vec<f32>,
     /// `[vocab][B']` head output; `[B'][vocab]` logits (`B' = 1` unless all logits
     /// were asked for, then grown once to `B`).
@@ -90,7 +93,8 @@ impl Scratch {
             proj: z(b * hp.dim),
             kf: z(hp.n_kv_heads * ctx * hp.head_dim),
             vf: z(hp.n_kv_heads * ctx * hp.head_dim),
-            scores: z(hp.n_kv_heads * ctx),
+            qh: z(b * hp.q_dim()),
+            scores: z(hp.n_heads * b * ctx),
             att: z(b * hp.q_dim()),
             logits_t: z(hp.vocab_size),
             logits: z(hp.vocab_size),
@@ -114,6 +118,7 @@ impl Scratch {
             &self.proj,
             &self.kf,
             &self.vf,
+            &self.qh,
             &self.scores,
             &self.att,
             &self.logits_t,
@@ -217,7 +222,7 @@ pub(crate) fn forward(
             )?;
         }
         // xb = attention(q, cache)  [n][q_dim]
-        attention(hp, ex, kv, li, pos, n, s);
+        attention(hp, ex, kv, li, pos, n, s)?;
         let att = &s.xb[..n * qd];
         let xq = quantize(ex, att, &mut s.xq[..n * qd / QK])?;
         // x += Wo·att
@@ -288,11 +293,23 @@ pub(crate) fn forward(
     Ok(())
 }
 
+/// Query tokens per attention work unit (with `group` query heads per kv head, a unit
+/// is `group · ATT_TOKENS` rows of scores): small enough that 2–4 threads get several
+/// units even for one kv head, large enough that each unit's matrix products stay
+/// efficient.
+const ATT_TOKENS: usize = 8;
+
 /// Causal grouped-query attention of the `n` new tokens over the cache.
 ///
-/// Work unit: one kv head, which serves `group = n_heads / n_kv` query heads. Its
-/// history is converted to f32 once (`kf`, `vf`) and used by every query of the
-/// group; token `t` attends to positions `0..=pos + t`. Output: `s.xb[..n][..q_dim]`.
+/// Per kv head `h`, which serves the `group = n_heads / n_kv` query heads
+/// `h·group..(h+1)·group`: its history is converted to f32 once per call, keys
+/// transposed (`kt = [hd][len]`), values as they are (`vf = [len][hd]`). The queries of
+/// the group are gathered, rounded to f16 (llama.cpp multiplies f16 keys by f16 queries;
+/// doing the same keeps us closer to its logits), as rows `(t, g)` of `qh = [n·group][hd]`.
+/// Then, per block of [`ATT_TOKENS`] tokens (the unit of parallel work):
+/// `scores = qh · kt / √hd` (`[rows][len]`), a causal softmax per row (token `t` sees
+/// positions `0..=pos + t`; later ones get probability 0), `out = scores · vf` (`[rows][hd]`),
+/// both products through hearth-quant's f32 kernel. Output: `s.xb[..n][..q_dim]`.
 fn attention(
     hp: &Hparams,
     ex: Exec<'_>,
@@ -301,64 +318,100 @@ fn attention(
     pos: usize,
     n: usize,
     s: &mut Scratch,
-) {
-    let (hd, qd, ctx) = (hp.head_dim, hp.q_dim(), kv.capacity());
-    let group = hp.n_heads / hp.n_kv_heads;
+) -> Result<()> {
+    let (hd, qd, nkv) = (hp.head_dim, hp.q_dim(), hp.n_kv_heads);
+    let group = hp.n_heads / nkv;
     let len = pos + n;
+    let rows = n * group;
     let scale = 1.0 / (hd as f32).sqrt();
-    let q = &s.q[..n * qd];
-    let per_head = |h: usize, kf: &mut [f32], vf: &mut [f32], sc: &mut [f32], out: &mut [f32]| {
-        kv.read_head(li, h, len, kf, vf);
-        for g in 0..group {
-            let head = h * group + g;
-            for t in 0..n {
-                let qv = &q[t * qd + head * hd..t * qd + (head + 1) * hd];
-                let span = pos + t + 1;
-                let sc = &mut sc[..span];
-                for (j, x) in sc.iter_mut().enumerate() {
-                    *x = ops::dot(qv, &kf[j * hd..(j + 1) * hd]) * scale;
-                }
-                ops::softmax(sc);
-                let o = &mut out[(g * n + t) * hd..(g * n + t + 1) * hd];
-                o.fill(0.0);
-                for (j, &p) in sc.iter().enumerate() {
-                    ops::axpy(o, p, &vf[j * hd..(j + 1) * hd]);
+    let kern = ex.kernels;
+    // Parallel only when there is enough work to pay for waking the threads.
+    let par = ex.threads > 1 && len * n * hp.n_heads * hd > 1 << 16;
+
+    // qh[h][(t, g)][..] = f16(q[t][(h·group + g)·hd..])
+    for h in 0..nkv {
+        for t in 0..n {
+            for g in 0..group {
+                let src = &s.q[t * qd + (h * group + g) * hd..][..hd];
+                let dst = &mut s.qh[((h * n + t) * group + g) * hd..][..hd];
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = half::f16::from_f32(v).to_f32();
                 }
             }
         }
-    };
-    let (kf, vf, sc, att) = (
-        &mut s.kf[..hp.n_kv_heads * ctx * hd],
-        &mut s.vf[..hp.n_kv_heads * ctx * hd],
-        &mut s.scores[..hp.n_kv_heads * ctx],
-        &mut s.att[..hp.n_kv_heads * group * n * hd],
-    );
-    // Parallel only when there is enough work to pay for waking the threads.
-    if ex.threads > 1 && hp.n_kv_heads > 1 && len * n * hp.n_heads * hd > 1 << 16 {
-        kf.par_chunks_mut(ctx * hd)
-            .zip(vf.par_chunks_mut(ctx * hd))
-            .zip(sc.par_chunks_mut(ctx))
-            .zip(att.par_chunks_mut(group * n * hd))
+    }
+    let (kt, vf) = (&mut s.kf[..nkv * len * hd], &mut s.vf[..nkv * len * hd]);
+    let load =
+        |(h, (kt, vf)): (usize, (&mut [f32], &mut [f32]))| kv.read_head_t(li, h, len, kt, vf);
+    if par {
+        kt.par_chunks_mut(len * hd)
+            .zip(vf.par_chunks_mut(len * hd))
             .enumerate()
-            .for_each(|(h, (((kf, vf), sc), out))| per_head(h, kf, vf, sc, out));
+            .for_each(load);
     } else {
-        for (h, (((kf, vf), sc), out)) in kf
-            .chunks_mut(ctx * hd)
-            .zip(vf.chunks_mut(ctx * hd))
-            .zip(sc.chunks_mut(ctx))
-            .zip(att.chunks_mut(group * n * hd))
+        kt.chunks_mut(len * hd)
+            .zip(vf.chunks_mut(len * hd))
+            .enumerate()
+            .for_each(load);
+    }
+    let (kt, vf) = (&s.kf[..nkv * len * hd], &s.vf[..nkv * len * hd]);
+
+    // One unit: `tb` tokens from `t0` of kv head `h`; `sc` = `[tb·group][len]`,
+    // `q` and `out` = `[tb·group][hd]`.
+    let unit = |h: usize, t0: usize, q: &[f32], sc: &mut [f32], out: &mut [f32]| -> Result<()> {
+        let r = q.len() / hd;
+        let (kt, vf) = (
+            &kt[h * len * hd..][..len * hd],
+            &vf[h * len * hd..][..len * hd],
+        );
+        kern.gemm_f32(r, hd, len, q, kt, sc)?;
+        for (i, row) in sc.chunks_exact_mut(len).enumerate() {
+            let seen = pos + t0 + i / group + 1;
+            for x in &mut row[..seen] {
+                *x *= scale;
+            }
+            ops::softmax(&mut row[..seen]);
+            row[seen..].fill(0.0);
+        }
+        kern.gemm_f32(r, len, hd, sc, vf, out)?;
+        Ok(())
+    };
+    let ub = ATT_TOKENS * group;
+    let (qh, sc, att) = (
+        &s.qh[..nkv * rows * hd],
+        &mut s.scores[..nkv * rows * len],
+        &mut s.att[..nkv * rows * hd],
+    );
+    if par {
+        qh.par_chunks(rows * hd)
+            .zip(sc.par_chunks_mut(rows * len))
+            .zip(att.par_chunks_mut(rows * hd))
+            .enumerate()
+            .try_for_each(|(h, ((q, sc), out))| {
+                q.par_chunks(ub * hd)
+                    .zip(sc.par_chunks_mut(ub * len))
+                    .zip(out.par_chunks_mut(ub * hd))
+                    .enumerate()
+                    .try_for_each(|(b, ((q, sc), out))| unit(h, b * ATT_TOKENS, q, sc, out))
+            })?;
+    } else {
+        for (h, ((q, sc), out)) in qh
+            .chunks(rows * hd)
+            .zip(sc.chunks_mut(rows * len))
+            .zip(att.chunks_mut(rows * hd))
             .enumerate()
         {
-            per_head(h, kf, vf, sc, out);
+            unit(h, 0, q, sc, out)?;
         }
     }
-    // [n_kv][group][n][hd] → [n][n_heads·hd]  (head = h·group + g)
-    for hg in 0..hp.n_heads {
+    // [n_kv][n][group][hd] → [n][n_heads·hd]  (head = h·group + g)
+    for h in 0..nkv {
         for t in 0..n {
-            let src = &s.att[(hg * n + t) * hd..(hg * n + t + 1) * hd];
-            s.xb[t * qd + hg * hd..t * qd + (hg + 1) * hd].copy_from_slice(src);
+            let src = &s.att[(h * n + t) * group * hd..][..group * hd];
+            s.xb[t * qd + h * group * hd..][..group * hd].copy_from_slice(src);
         }
     }
+    Ok(())
 }
 
 /// Quantize `n` token rows of activations to Q8 (per-32 blocks; rows are multiples of 32).

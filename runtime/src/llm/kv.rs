@@ -191,6 +191,37 @@ impl KvCache {
         Ok(())
     }
 
+    /// Load positions `0..len` of one head's keys, **transposed**, and values as f32:
+    /// `kt` is `[head_dim][len]` (`kt[d * len + j]` = key `j`, dimension `d`), `v` is
+    /// `[len][head_dim]`. Attention multiplies queries by `kt` and probabilities by
+    /// `v` as plain row-major matrix products. `len` must not exceed the capacity.
+    pub fn read_head_t(
+        &self,
+        layer: usize,
+        head: usize,
+        len: usize,
+        kt: &mut [f32],
+        v: &mut [f32],
+    ) {
+        assert!(
+            len <= self.ctx && layer < self.n_layers && head < self.n_kv,
+            "KV read out of bounds"
+        );
+        let (hd, at) = (self.head_dim, self.offset(layer, head, 0));
+        // Keys go through `v` (converted in one slice operation), then are transposed.
+        self.k.read(at, &mut v[..len * hd]);
+        let (k, kt) = (&v[..len * hd], &mut kt[..len * hd]);
+        // Blocks of 8 keys: 8 contiguous source rows, 8-float runs in each output row.
+        for (j0, rows) in (0..len).step_by(8).zip(k.chunks(8 * hd)) {
+            for d in 0..hd {
+                for (i, row) in rows.chunks_exact(hd).enumerate() {
+                    kt[d * len + j0 + i] = row[d];
+                }
+            }
+        }
+        self.v.read(at, &mut v[..len * hd]);
+    }
+
     /// Load positions `0..len` of one head's keys and values as f32
     /// (`len × head_dim` each). `len` must not exceed the capacity.
     pub fn read_head(&self, layer: usize, head: usize, len: usize, k: &mut [f32], v: &mut [f32]) {
@@ -234,6 +265,29 @@ mod tests {
                         assert!((v[p * hd + d] - ev[h * hd + d]).abs() <= tol * 2.0);
                     }
                 }
+            }
+        }
+    }
+
+    /// The transposed read holds the same values as the plain one.
+    #[test]
+    fn transposed_read_matches() {
+        let (layers, heads, hd, ctx) = (2, 3, 32, 19);
+        let mut kv = KvCache::new(KvType::F16, layers, heads, hd, ctx).unwrap();
+        for p in 0..ctx {
+            let k: Vec<f32> = (0..heads * hd).map(|i| (p * 1000 + i) as f32).collect();
+            let v: Vec<f32> = k.iter().map(|x| -x).collect();
+            kv.write(1, p, &k, &v).unwrap();
+        }
+        let len = 11;
+        let (mut k, mut v) = (vec![0.0; len * hd], vec![0.0; len * hd]);
+        let (mut kt, mut v2) = (vec![0.0; len * hd], vec![0.0; len * hd]);
+        kv.read_head(1, 2, len, &mut k, &mut v);
+        kv.read_head_t(1, 2, len, &mut kt, &mut v2);
+        assert_eq!(v, v2);
+        for j in 0..len {
+            for d in 0..hd {
+                assert_eq!(kt[d * len + j], k[j * hd + d]);
             }
         }
     }

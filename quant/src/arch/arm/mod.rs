@@ -20,6 +20,8 @@ static NEON: Kernels = Kernels {
     gemm_q8: neon::gemm_q8,
     gemm_q4: neon::gemm_q4,
     gemm_q4a: neon::gemm_q4a,
+    // The generic f32 product vectorizes to NEON as compiled (NEON is baseline).
+    gemm_f32: crate::generic::gemm_f32_generic,
 };
 
 static DOTPROD: Kernels = Kernels {
@@ -32,6 +34,7 @@ static DOTPROD: Kernels = Kernels {
     gemm_q8: dotprod::gemm_q8,
     gemm_q4: dotprod::gemm_q4,
     gemm_q4a: dotprod::gemm_q4a,
+    gemm_f32: crate::generic::gemm_f32_generic,
 };
 
 /// Whether this CPU can run the dotprod set.

@@ -37,6 +37,7 @@ static AVX2: Kernels = Kernels {
     gemm_q8: avx2::gemm_q8,
     gemm_q4: avx2::gemm_q4,
     gemm_q4a: avx2::gemm_q4a,
+    gemm_f32: float::gemm_f32_avx2,
 };
 
 /// AVX-512 F/BW/VL + VNNI (+ AVX2, FMA, F16C for the shared helpers). The activation
@@ -50,6 +51,7 @@ static AVX512_VNNI: Kernels = Kernels {
     gemm_q8: avx512::gemm_q8,
     gemm_q4: avx512::gemm_q4,
     gemm_q4a: avx512::gemm_q4a,
+    gemm_f32: float::gemm_f32_avx512,
 };
 
 /// Best first.
@@ -407,6 +409,7 @@ macro_rules! run_tile {
 // Declared after the macros so they are in (textual) scope there.
 mod avx2;
 mod avx512;
+mod float;
 
 // ---- Small helpers shared by both sets. Each is a safe `#[target_feature]` fn: the
 // ---- only unsafe operations are the loads/stores, each on a reference of exactly the

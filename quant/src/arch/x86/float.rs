@@ -1,0 +1,234 @@
+//! f32 matrix product `c = a · b` (row-major) for AVX2+FMA and AVX-512: the float
+//! work of attention (query × keysᵀ, probabilities × values).
+//!
+//! Register tile: `R` rows of `c` × two vectors of columns, the accumulators held in
+//! registers while `p` runs over all of `k`: per step, two loads of `b`'s row `p`, `R`
+//! broadcasts of `a[i][p]` and `2R` FMAs. AVX-512: up to 8 rows × 32 columns (16 of
+//! the 32 zmm registers); AVX2: up to 6 rows × 16 columns (12 of the 16 ymm). The last
+//! columns of a row use masked loads and stores, so any `n` works without a scalar
+//! tail. Each output is summed over `p` in order like the reference, but with FMA (one
+//! rounding per step instead of two), so results agree to a float tolerance.
+use core::arch::x86_64::*;
+
+/// Check the shapes of a call ([`crate::dispatch::GemmF32Fn`]'s contract). The safe
+/// API never gets here with bad shapes; a panic beats reading out of bounds.
+fn check(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &[f32]) {
+    assert_eq!(Some(a.len()), m.checked_mul(k), "gemm_f32: a");
+    assert_eq!(Some(b.len()), k.checked_mul(n), "gemm_f32: b");
+    assert_eq!(Some(c.len()), m.checked_mul(n), "gemm_f32: c");
+}
+
+/// AVX-512 `c = a · b`.
+///
+/// # Safety
+/// The CPU has AVX-512 F. Shapes as [`crate::dispatch::GemmF32Fn`] (also asserted).
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn gemm_f32_avx512(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+) {
+    check(m, k, n, a, b, c);
+    let mut i0 = 0;
+    while i0 < m {
+        let r = (m - i0).min(8);
+        let (ai, ci) = (&a[i0 * k..(i0 + r) * k], &mut c[i0 * n..(i0 + r) * n]);
+        match r {
+            8 => rows512::<8>(k, n, ai, b, ci),
+            7 => rows512::<7>(k, n, ai, b, ci),
+            6 => rows512::<6>(k, n, ai, b, ci),
+            5 => rows512::<5>(k, n, ai, b, ci),
+            4 => rows512::<4>(k, n, ai, b, ci),
+            3 => rows512::<3>(k, n, ai, b, ci),
+            2 => rows512::<2>(k, n, ai, b, ci),
+            _ => rows512::<1>(k, n, ai, b, ci),
+        }
+        i0 += r;
+    }
+}
+
+/// Lanes `0..w` of a 16-lane mask (`w` may exceed 16).
+#[inline]
+fn mask16(w: usize) -> __mmask16 {
+    if w >= 16 {
+        0xFFFF
+    } else {
+        ((1u32 << w) - 1) as __mmask16
+    }
+}
+
+/// `R` rows of `c` (`a` holds exactly those `R` rows).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn rows512<const R: usize>(k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    assert!(a.len() == R * k && c.len() == R * n && b.len() == k * n);
+    let mut j0 = 0;
+    while j0 < n {
+        let w = n - j0;
+        let (m0, m1) = (mask16(w), mask16(w.saturating_sub(16)));
+        // Full panels with plain loads (the masks would cost registers in the loop).
+        let acc = if w >= 32 {
+            panel512::<R, false>(k, n, a, b, j0, m0, m1)
+        } else {
+            panel512::<R, true>(k, n, a, b, j0, m0, m1)
+        };
+        for (r, acc) in acc.iter().enumerate() {
+            // SAFETY: lanes `j0..j0 + min(w, 32)` of row `r` are inside `c`
+            // (`c.len() == R * n`, `j0 < n`); masked-off lanes are not accessed, and the
+            // pointer arithmetic wraps instead of asserting an in-bounds offset.
+            unsafe {
+                let cp = c.as_mut_ptr().wrapping_add(r * n + j0);
+                _mm512_mask_storeu_ps(cp, m0, acc[0]);
+                _mm512_mask_storeu_ps(cp.wrapping_add(16), m1, acc[1]);
+            }
+        }
+        j0 += 32;
+    }
+}
+
+/// Columns `j0..j0 + 32` of `R` rows (lanes past `n` only when `MASKED`, with masks
+/// `m0`, `m1`). Caller: `a.len() == R * k`, `b.len() == k * n`, `j0 < n`, and
+/// `j0 + 32 <= n` unless `MASKED`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn panel512<const R: usize, const MASKED: bool>(
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &[f32],
+    j0: usize,
+    m0: __mmask16,
+    m1: __mmask16,
+) -> [[__m512; 2]; R] {
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    for p in 0..k {
+        // SAFETY: row `p` of `b` has lanes `j0..j0 + 32` in bounds when not `MASKED`;
+        // otherwise only the unmasked lanes (inside the row) are accessed, and the
+        // pointer arithmetic wraps. `a[r * k + p]` is in bounds for `r < R`, `p < k`.
+        unsafe {
+            let bp = b.as_ptr().wrapping_add(p * n + j0);
+            let (b0, b1) = if MASKED {
+                (
+                    _mm512_maskz_loadu_ps(m0, bp),
+                    _mm512_maskz_loadu_ps(m1, bp.wrapping_add(16)),
+                )
+            } else {
+                (_mm512_loadu_ps(bp), _mm512_loadu_ps(bp.add(16)))
+            };
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*a.get_unchecked(r * k + p));
+                acc[0] = _mm512_fmadd_ps(av, b0, acc[0]);
+                acc[1] = _mm512_fmadd_ps(av, b1, acc[1]);
+            }
+        }
+    }
+    acc
+}
+
+/// AVX2 `c = a · b`.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA. Shapes as [`crate::dispatch::GemmF32Fn`] (also asserted).
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn gemm_f32_avx2(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+) {
+    check(m, k, n, a, b, c);
+    let mut i0 = 0;
+    while i0 < m {
+        let r = (m - i0).min(6);
+        let (ai, ci) = (&a[i0 * k..(i0 + r) * k], &mut c[i0 * n..(i0 + r) * n]);
+        match r {
+            6 => rows256::<6>(k, n, ai, b, ci),
+            5 => rows256::<5>(k, n, ai, b, ci),
+            4 => rows256::<4>(k, n, ai, b, ci),
+            3 => rows256::<3>(k, n, ai, b, ci),
+            2 => rows256::<2>(k, n, ai, b, ci),
+            _ => rows256::<1>(k, n, ai, b, ci),
+        }
+        i0 += r;
+    }
+}
+
+/// Lanes `0..w` of an 8-lane `maskload`/`maskstore` mask (`w` may exceed 8).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn mask8(w: usize) -> __m256i {
+    let w = w.min(8) as i32;
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(w),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
+}
+
+/// `R` rows of `c` (`a` holds exactly those `R` rows).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn rows256<const R: usize>(k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    assert!(a.len() == R * k && c.len() == R * n && b.len() == k * n);
+    let mut j0 = 0;
+    while j0 < n {
+        let w = n - j0;
+        let (m0, m1) = (mask8(w), mask8(w.saturating_sub(8)));
+        // Full panels with plain loads (the masks would not fit in the 16 registers).
+        let acc = if w >= 16 {
+            panel256::<R, false>(k, n, a, b, j0, m0, m1)
+        } else {
+            panel256::<R, true>(k, n, a, b, j0, m0, m1)
+        };
+        for (r, acc) in acc.iter().enumerate() {
+            // SAFETY: lanes `j0..j0 + min(w, 16)` of row `r` are inside `c`; masked-off
+            // lanes are not accessed (`vmaskmovps` does not fault on them), and the
+            // pointer arithmetic wraps instead of asserting an in-bounds offset.
+            unsafe {
+                let cp = c.as_mut_ptr().wrapping_add(r * n + j0);
+                _mm256_maskstore_ps(cp, m0, acc[0]);
+                _mm256_maskstore_ps(cp.wrapping_add(8), m1, acc[1]);
+            }
+        }
+        j0 += 16;
+    }
+}
+
+/// Columns `j0..j0 + 16` of `R` rows; contract as [`panel512`].
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn panel256<const R: usize, const MASKED: bool>(
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &[f32],
+    j0: usize,
+    m0: __m256i,
+    m1: __m256i,
+) -> [[__m256; 2]; R] {
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    for p in 0..k {
+        // SAFETY: as in [`panel512`].
+        unsafe {
+            let bp = b.as_ptr().wrapping_add(p * n + j0);
+            let (b0, b1) = if MASKED {
+                (
+                    _mm256_maskload_ps(bp, m0),
+                    _mm256_maskload_ps(bp.wrapping_add(8), m1),
+                )
+            } else {
+                (_mm256_loadu_ps(bp), _mm256_loadu_ps(bp.add(8)))
+            };
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let av = _mm256_set1_ps(*a.get_unchecked(r * k + p));
+                acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
+                acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
+            }
+        }
+    }
+    acc
+}
