@@ -35,6 +35,7 @@ enum Command {
     /// Perplexity of a text file (llama.cpp's method).
     Perplexity(cli::perplexity::PerplexityArgs),
     /// Speech-to-text of audio files with a Whisper model.
+    #[cfg(feature = "whisper")]
     Transcribe(cli::transcribe::Args),
     /// Whisper model tools (import a faster-whisper model).
     Whisper(cli::whisper::Args),
@@ -58,6 +59,7 @@ fn main() -> Result<()> {
         Command::Chat(a) => cli::chat::run(a)?,
         Command::Bench(a) => cli::bench::run(a)?,
         Command::Perplexity(a) => cli::perplexity::run(a)?,
+        #[cfg(feature = "whisper")]
         Command::Transcribe(args) => cli::transcribe::run(args)?,
         Command::Whisper(args) => cli::whisper::run(args)?,
     }

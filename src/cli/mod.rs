@@ -1,11 +1,14 @@
 //! Subcommands, one module each.
 pub mod bench;
+pub mod board;
 pub mod chat;
 pub mod convert;
 pub mod inspect;
 pub mod intent;
 pub mod perplexity;
 pub mod run;
+// Without `whisper` only its default_model() is used (by `hearth whisper import`).
+#[cfg_attr(not(feature = "whisper"), allow(dead_code))]
 pub mod transcribe;
 pub mod whisper;
 

@@ -194,11 +194,15 @@ pub struct RunArgs {
     pub sampling: SamplingArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub board: super::board::BoardArgs,
 }
 
 /// Run `hearth run`.
 pub fn run(a: RunArgs) -> Result<()> {
     let mut sampler = a.sampling.sampler()?;
+    // Before anything is loaded: a board too small for this model and context fails here.
+    let ctx = a.board.check(&a.model, a.ctx, &a.engine)?;
     let (engine, _) = load_engine(&a.model, &a.engine)?;
     let prompt = match (&a.prompt, &a.prompt_ids, &a.messages) {
         (_, Some(ids), _) => parse_ids(ids)?,
@@ -211,7 +215,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     if prompt.is_empty() {
         bail!("empty prompt");
     }
-    let mut session = engine.new_session(context(&engine, a.ctx))?;
+    let mut session = engine.new_session(context(&engine, ctx))?;
     let opts = GenerateOptions {
         max_tokens: a.n,
         stop_strings: a.stop.clone(),

@@ -1,8 +1,12 @@
 //! `hearth transcribe FILE…`: speech-to-text of audio files.
-use std::path::{Path, PathBuf};
+#[cfg(feature = "whisper")]
+use std::path::Path;
+use std::path::PathBuf;
 
+#[cfg(feature = "whisper")]
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
+#[cfg(feature = "whisper")]
 use hearth_runtime::voice::{load_audio, Transcriber, TranscriberOptions};
 
 /// Transcribe WAV files (any rate, channels, bit depth) with a Whisper model.
@@ -36,6 +40,7 @@ pub fn default_model() -> PathBuf {
     super::hearth_home().join("models").join("ggml-tiny.en.bin")
 }
 
+#[cfg(feature = "whisper")]
 pub fn run(args: Args) -> Result<()> {
     let model = args.model.unwrap_or_else(default_model);
     if !model.exists() {
@@ -84,6 +89,7 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "whisper")]
 fn transcribe_one(t: &mut Transcriber, file: &Path) -> Result<(String, f64, u64)> {
     let audio = load_audio(file)?;
     if audio.samples.is_empty() {

@@ -7,6 +7,7 @@
 //!   └─ Session (one conversation: KV cache, tokens)  ── prefill / decode / sync
 //!        └─ generate(session, prompt, sampler, opts, on_piece)
 //! ```
+pub mod budget;
 pub mod chat;
 pub mod engine;
 mod forward;
@@ -18,6 +19,7 @@ pub mod perplexity;
 pub mod sampler;
 pub mod weights;
 
+pub use budget::MemoryEstimate;
 pub use chat::{ChatMessage, ChatTemplate, Role};
 pub use engine::{
     default_threads, Engine, EngineOptions, ModelInfo, Session, WeightSource, MAX_THREADS,
