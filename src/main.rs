@@ -38,6 +38,8 @@ enum Command {
     Transcribe(cli::transcribe::Args),
     /// Whisper model tools (import a faster-whisper model).
     Whisper(cli::whisper::Args),
+    /// Serve speech, intents and the LLM over Wyoming (Home Assistant) and an OpenAI-style HTTP API.
+    Serve(cli::serve::ServeArgs),
 }
 
 fn main() -> Result<()> {
@@ -60,6 +62,7 @@ fn main() -> Result<()> {
         Command::Perplexity(a) => cli::perplexity::run(a)?,
         Command::Transcribe(args) => cli::transcribe::run(args)?,
         Command::Whisper(args) => cli::whisper::run(args)?,
+        Command::Serve(args) => cli::serve::run(args)?,
     }
     Ok(())
 }

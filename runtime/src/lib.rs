@@ -10,6 +10,8 @@ pub mod gguf;
 pub mod intent;
 pub mod llm;
 pub mod model;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod voice;
 
 pub use error::{Error, Result};

@@ -6,6 +6,7 @@ pub mod inspect;
 pub mod intent;
 pub mod perplexity;
 pub mod run;
+pub mod serve;
 pub mod transcribe;
 pub mod whisper;
 
