@@ -86,7 +86,7 @@ impl Utterance {
             width, channels, ..
         } = self.format;
         let frame = usize::from(width) * usize::from(channels);
-        if bytes.len() % frame != 0 {
+        if !bytes.len().is_multiple_of(frame) {
             return Err(Error::Invalid(format!(
                 "audio chunk of {} bytes is not whole {frame}-byte frames",
                 bytes.len()
