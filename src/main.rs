@@ -39,6 +39,9 @@ enum Command {
     Transcribe(cli::transcribe::Args),
     /// Whisper model tools (import a faster-whisper model).
     Whisper(cli::whisper::Args),
+    #[cfg(feature = "serve")]
+    /// Serve speech, intents and the LLM over Wyoming (Home Assistant) and an OpenAI-style HTTP API.
+    Serve(cli::serve::ServeArgs),
 }
 
 fn main() -> Result<()> {
@@ -62,6 +65,8 @@ fn main() -> Result<()> {
         #[cfg(feature = "whisper")]
         Command::Transcribe(args) => cli::transcribe::run(args)?,
         Command::Whisper(args) => cli::whisper::run(args)?,
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => cli::serve::run(args)?,
     }
     Ok(())
 }

@@ -11,6 +11,8 @@ pub mod intent;
 pub mod llm;
 pub mod model;
 pub mod tokenizer;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod voice;
 
 pub use error::{Error, Result};

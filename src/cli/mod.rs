@@ -7,6 +7,8 @@ pub mod inspect;
 pub mod intent;
 pub mod perplexity;
 pub mod run;
+#[cfg(feature = "serve")]
+pub mod serve;
 // Without `whisper` only its default_model() is used (by `hearth whisper import`).
 #[cfg_attr(not(feature = "whisper"), allow(dead_code))]
 pub mod transcribe;
