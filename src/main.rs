@@ -34,6 +34,8 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Perplexity of a text file (llama.cpp's method).
     Perplexity(cli::perplexity::PerplexityArgs),
+    /// The assistant: spoken commands (WAV) or text → intent → actions → response.
+    Assist(cli::assist::AssistArgs),
     /// Speech-to-text of audio files with a Whisper model.
     Transcribe(cli::transcribe::Args),
     /// Whisper model tools (import a faster-whisper model).
@@ -58,6 +60,7 @@ fn main() -> Result<()> {
         Command::Chat(a) => cli::chat::run(a)?,
         Command::Bench(a) => cli::bench::run(a)?,
         Command::Perplexity(a) => cli::perplexity::run(a)?,
+        Command::Assist(a) => cli::assist::run(a)?,
         Command::Transcribe(args) => cli::transcribe::run(args)?,
         Command::Whisper(args) => cli::whisper::run(args)?,
     }

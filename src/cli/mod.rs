@@ -1,4 +1,5 @@
 //! Subcommands, one module each.
+pub mod assist;
 pub mod bench;
 pub mod chat;
 pub mod convert;
