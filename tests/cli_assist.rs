@@ -199,6 +199,10 @@ fn llm_stage_on_phrasings_the_templates_miss() {
         ),
         ("i'd like the garage door shut", None),
         ("make it brighter in the office", None),
+        (
+            "please get the ceiling fan spinning",
+            Some(("HassTurnOn", "Ceiling Fan")),
+        ),
         ("is the television doing anything", None),
     ];
     let mut args = vec!["--json".to_string(), "--no-answers".to_string()];
