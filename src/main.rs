@@ -34,6 +34,9 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Perplexity of a text file (llama.cpp's method).
     Perplexity(cli::perplexity::PerplexityArgs),
+    #[cfg(feature = "whisper")]
+    /// The assistant: spoken commands (WAV) or text → intent → actions → response.
+    Assist(cli::assist::AssistArgs),
     /// Speech-to-text of audio files with a Whisper model.
     #[cfg(feature = "whisper")]
     Transcribe(cli::transcribe::Args),
@@ -62,6 +65,8 @@ fn main() -> Result<()> {
         Command::Chat(a) => cli::chat::run(a)?,
         Command::Bench(a) => cli::bench::run(a)?,
         Command::Perplexity(a) => cli::perplexity::run(a)?,
+        #[cfg(feature = "whisper")]
+        Command::Assist(a) => cli::assist::run(a)?,
         #[cfg(feature = "whisper")]
         Command::Transcribe(args) => cli::transcribe::run(args)?,
         Command::Whisper(args) => cli::whisper::run(args)?,

@@ -4,6 +4,8 @@
 //! importers, the LLM engine, and (as they land) voice, intents and actions.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod action;
+pub mod assist;
 pub mod convert;
 pub mod error;
 pub mod gguf;

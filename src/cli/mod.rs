@@ -1,4 +1,6 @@
 //! Subcommands, one module each.
+#[cfg(feature = "whisper")]
+pub mod assist;
 pub mod bench;
 pub mod board;
 pub mod chat;

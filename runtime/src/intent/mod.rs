@@ -37,6 +37,9 @@ pub enum Stage {
     Template,
     /// Matched after dropping filler words and/or with near-miss home names.
     Fuzzy,
+    /// Picked by the LLM under constrained decoding (`assist::llm`), after the
+    /// template and fuzzy stages found nothing.
+    Llm,
 }
 
 impl Stage {
@@ -45,6 +48,7 @@ impl Stage {
         match self {
             Stage::Template => "template",
             Stage::Fuzzy => "fuzzy",
+            Stage::Llm => "llm",
         }
     }
 }
@@ -68,7 +72,8 @@ pub struct IntentMatch {
 }
 
 impl IntentMatch {
-    fn none(text: &str) -> Self {
+    /// No match for `text`.
+    pub fn none(text: &str) -> Self {
         IntentMatch {
             text: text.to_string(),
             intent: None,
@@ -95,6 +100,10 @@ impl IntentMatch {
 pub struct IntentEngine {
     matcher: Matcher,
     warnings: Vec<String>,
+    /// The data's `responses` (`errors`, `intents.<Intent>.<key>`), for the response stage.
+    responses: Value,
+    /// Every intent with sentences, sorted.
+    intents: Vec<String>,
 }
 
 /// Where `scripts/fetch-models` puts `<lang>.json`: `$HEARTH_HOME/intents/<lang>.json`.
@@ -118,7 +127,12 @@ impl IntentEngine {
         let mut warnings = home.validate().map_err(crate::Error::Invalid)?;
         let matcher = Matcher::compile(data, src, home)?;
         warnings.extend(matcher.warnings.iter().cloned());
-        Ok(IntentEngine { matcher, warnings })
+        Ok(IntentEngine {
+            matcher,
+            warnings,
+            responses: data.responses.clone(),
+            intents: data.intents.keys().cloned().collect(),
+        })
     }
 
     /// Loads the language data, user YAML files (merged on top) and the home file.
@@ -139,7 +153,22 @@ impl IntentEngine {
         let (home, mut warnings) = Home::load(home)?;
         let matcher = Matcher::compile(&file, &src, &home)?;
         warnings.extend(matcher.warnings.iter().cloned());
-        Ok(IntentEngine { matcher, warnings })
+        Ok(IntentEngine {
+            matcher,
+            warnings,
+            responses: std::mem::take(&mut file.responses),
+            intents: file.intents.keys().cloned().collect(),
+        })
+    }
+
+    /// The data's response templates (`{"errors": {…}, "intents": {"HassTurnOn": {"default": …}}}`).
+    pub fn responses(&self) -> &Value {
+        &self.responses
+    }
+
+    /// The names of the intents the data defines sentences for, sorted.
+    pub fn intent_names(&self) -> &[String] {
+        &self.intents
     }
 
     /// Non-fatal findings (duplicate entity names, lists HA would fill at run time).
