@@ -12,9 +12,9 @@ pub mod gguf;
 pub mod intent;
 pub mod llm;
 pub mod model;
-pub mod tokenizer;
 #[cfg(feature = "serve")]
 pub mod serve;
+pub mod tokenizer;
 pub mod voice;
 
 pub use error::{Error, Result};
