@@ -105,8 +105,9 @@ fn scratch_bytes(hp: &Hparams, ctx: usize, batch: usize) -> u64 {
         hp.kv_dim() as u64,
         hp.ffn_dim as u64,
     );
-    let per_row = 2 * dim + wide as u64 + 3 * q + 4 * kv + 3 * ffn;
-    let attention = 2 * kv * ctx as u64 + hp.n_kv_heads as u64 * ctx as u64;
+    let per_row = 2 * dim + wide as u64 + 4 * q + 4 * kv + 3 * ffn;
+    // f32 keys and values of one layer; scores of every head × batch row × position.
+    let attention = 2 * kv * ctx as u64 + hp.n_heads as u64 * b * ctx as u64;
     let f32s = b * per_row + attention + 2 * hp.vocab_size as u64;
     // BlockQ8: an f16 scale and 32 bytes per 32 values.
     let q8 = b * widest / 32 * 34;
