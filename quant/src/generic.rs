@@ -4,7 +4,8 @@
 //! Float contract shared by all kernels: per 32-value block the integer dot product
 //! is exact (`i32`); it is scaled by `d_w * d_x` (f16 → f32) and summed in f32. SIMD
 //! kernels may sum blocks in another order, so they agree with these to a float
-//! tolerance, not bit for bit. Kernels for `Q4A` add `m_w * d_x * Σq_x` per block.
+//! tolerance, not bit for bit (the x86 sets); the ARM sets keep this order and these
+//! roundings and are bit-exact. Kernels for `Q4A` add `m_w * d_x * Σq_x` per block.
 //!
 //! Preconditions (checked by [`crate::Kernels`], asserted here by slice indexing):
 //! `x.len() == nb` (gemv) or `n * nb` (gemm, token-major), `w.len() == groups * nb`,

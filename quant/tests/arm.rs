@@ -4,11 +4,13 @@
 //! no SIMD set exists, and the same properties check the scalar kernels against an
 //! exact f64 reference on a 32-bit target.
 //!
-//! Tolerance: per 32-value block the integer dot product is exact in every kernel;
-//! only the f32 scaling and summing over at most 12 blocks may differ in rounding
-//! (order, FMA). Each such step errs by at most 2⁻²⁴ of the magnitude it carries, so
-//! `|simd - scalar| <= 1e-5 · Σ|block terms|` (about 10× the worst case of both sides)
-//! while a single wrong product in a block would be far outside it.
+//! Exactness: the NEON and dotprod sets are bit-exact with the scalar reference (each
+//! row's blocks summed in order, the same float operations, no FMA; see
+//! `arch/arm/common.rs`), so their outputs are compared bit for bit. A one-ulp drift
+//! there once changed SmolLM2's greedy output on aarch64. The scalar reference itself
+//! is checked against an exact f64 sum with a tolerance: per block its integer dot
+//! product is exact, and each f32 scaling or summing step errs by at most 2⁻²⁴ of the
+//! magnitude it carries, so `|scalar - exact| <= 1e-5 · Σ|block terms|`.
 #![cfg(any(target_arch = "aarch64", target_arch = "arm"))]
 
 use bytemuck::Zeroable;
@@ -269,6 +271,17 @@ fn magnitude<B: RowBlock>(w: &[B], nb: usize, x: &[BlockQ8], r: usize, t: usize)
         .sum()
 }
 
+/// A SIMD output equals the scalar one bit for bit.
+fn check_exact(set: KernelSetName, what: &str, got: f32, want: f32) -> Result<(), TestCaseError> {
+    prop_assert!(
+        got.to_bits() == want.to_bits(),
+        "{set:?} {what}: got {got:e} ({:#010x}), scalar {want:e} ({:#010x})",
+        got.to_bits(),
+        want.to_bits()
+    );
+    Ok(())
+}
+
 fn check_close(
     set: KernelSetName,
     what: &str,
@@ -319,13 +332,11 @@ fn check_matmul<B: RowBlock>(
         k.gemm(&m, x, n, &mut got).expect("gemm");
         for r in 0..rows {
             for t in 0..n {
-                let mag = magnitude(w, nb, x, r, t);
-                check_close(
+                check_exact(
                     k.name(),
                     &format!("gemm row {r} token {t}"),
                     got[r * n + t],
                     want[r * n + t],
-                    mag,
                 )?;
             }
         }
@@ -336,12 +347,13 @@ fn check_matmul<B: RowBlock>(
             k.gemv(&m, xt, &mut g).expect("gemv");
             scalar().gemv(&m, xt, &mut s).expect("scalar gemv");
             for r in 0..rows {
-                check_close(
+                check_exact(k.name(), &format!("gemv row {r} token {t}"), g[r], s[r])?;
+                // gemm's column `t` is that token's gemv, bit for bit.
+                check_exact(
                     k.name(),
-                    &format!("gemv row {r}"),
+                    &format!("gemm = gemv row {r} token {t}"),
+                    got[r * n + t],
                     g[r],
-                    s[r],
-                    magnitude(w, nb, x, r, t),
                 )?;
             }
         }
@@ -361,6 +373,33 @@ fn case<B: std::fmt::Debug + Clone + 'static>(
             prop::collection::vec(block.clone(), rows * nb),
             prop::collection::vec(q8_block(), n * nb),
             Just(n),
+        )
+    })
+}
+
+/// Model-shaped Q4A weights (rows 1..=9; 18, 48 or any 1..=48 blocks per row; scales
+/// and minimums in the range of SmolLM2's imported Q4_1 blocks) and `n` token rows of
+/// floats in 1..=6.
+#[allow(clippy::type_complexity)]
+fn model_case() -> impl Strategy<Value = (usize, usize, usize, Vec<BlockQ4A>, Vec<f32>)> {
+    let nb = prop_oneof![Just(18usize), Just(48usize), 1usize..=48];
+    (1usize..=9, nb, 1usize..=6).prop_flat_map(|(rows, nb, n)| {
+        let block = (
+            1e-4f32..0.05,
+            -0.4f32..0.0,
+            prop::array::uniform16(any::<u8>()),
+        )
+            .prop_map(|(d, m, qs)| BlockQ4A {
+                d: f16::from_f32(d),
+                m: f16::from_f32(m),
+                qs,
+            });
+        (
+            Just(rows),
+            Just(nb),
+            Just(n),
+            prop::collection::vec(block, rows * nb),
+            prop::collection::vec(-3.0f32..3.0, n * nb * QK),
         )
     })
 }
@@ -453,7 +492,34 @@ proptest! {
             k.gemv(&m, &xq, &mut g).unwrap();
             scalar().gemv(&m, &xq, &mut s).unwrap();
             for r in 0..rows {
-                check_close(k.name(), "gemv", g[r], s[r], magnitude(&w, nb, &xq, r, 0))?;
+                check_exact(k.name(), "gemv", g[r], s[r])?;
+            }
+        }
+    }
+
+    /// Model-shaped rows (SmolLM2-135M: 576 and 1536 columns, Q4A weights imported from
+    /// Q4_1 with small scales and minimums) and activations quantized from floats by the
+    /// set under test, through gemv and a token batch: bit-exact, with long block sums
+    /// where summation order and FMA would show.
+    #[test]
+    fn model_shaped_q4a_is_bit_exact((rows, nb, n, w, xf) in model_case()) {
+        let mut packed = vec![BlockQ4Ax4::zeroed(); groups(rows) * nb];
+        pack_matrix(&w, rows, nb, &mut packed).unwrap();
+        let m = PackedMatrix::new(rows, nb * QK, PackedData::Q4A(&packed)).unwrap();
+        for k in arm_sets() {
+            let mut xq = vec![BlockQ8::zeroed(); n * nb];
+            k.quantize_row_q8(&xf, &mut xq).unwrap();
+            let (mut g, mut s) = (vec![0.0f32; rows * n], vec![0.0f32; rows * n]);
+            k.gemm(&m, &xq, n, &mut g).unwrap();
+            scalar().gemm(&m, &xq, n, &mut s).unwrap();
+            for i in 0..rows * n {
+                check_exact(k.name(), &format!("gemm output {i}"), g[i], s[i])?;
+            }
+            let (mut g, mut s) = (vec![0.0f32; rows], vec![0.0f32; rows]);
+            k.gemv(&m, &xq[..nb], &mut g).unwrap();
+            scalar().gemv(&m, &xq[..nb], &mut s).unwrap();
+            for r in 0..rows {
+                check_exact(k.name(), &format!("gemv row {r}"), g[r], s[r])?;
             }
         }
     }

@@ -6,6 +6,13 @@
 //! decoded once into eight `int8x16_t` registers (two per row), then dotted with one
 //! activation block per token. The i32 block sums of the four rows land in one
 //! `int32x4_t` (lane `r` = row `r`), so scaling and accumulating is four lanes wide.
+//!
+//! Bit-exact with [`crate::generic`]: a lane holds one row and adds its blocks in
+//! order, and every float step is the reference's own, one rounding each (no FMA):
+//! `acc + (d_w·d_x)·Σqx`, and for Q4A `acc + ((d_w·d_x)·Σqx + (m_w·d_x)·Σx)`. A fused
+//! multiply-add rounds once where the reference rounds twice; on real models that
+//! last-bit difference was enough to flip a greedy token (SmolLM2, token 8 of
+//! "What is the capital of France?"). Exactness costs one extra instruction per block.
 use core::arch::aarch64::*;
 use core::arch::asm;
 
@@ -66,11 +73,11 @@ pub(super) trait WeightBlock {
     /// NEON must be present (always true on aarch64; `unsafe` because trait methods
     /// with `#[target_feature]` must be).
     unsafe fn decode(&self) -> Decoded;
-    /// `acc + (this block's four rows) · x`, in the float contract of `generic`.
+    /// `acc + (this block's four rows) · x`, rounded exactly as `generic` rounds.
     ///
     /// # Safety
     /// `D`'s CPU features (and NEON) must be present.
-    unsafe fn fma<D: IntDot>(w: &Decoded, x: &Act, acc: float32x4_t) -> float32x4_t;
+    unsafe fn accumulate<D: IntDot>(w: &Decoded, x: &Act, acc: float32x4_t) -> float32x4_t;
 }
 
 impl WeightBlock for BlockQ8x4 {
@@ -91,10 +98,10 @@ impl WeightBlock for BlockQ8x4 {
 
     #[target_feature(enable = "neon")]
     #[inline]
-    unsafe fn fma<D: IntDot>(w: &Decoded, x: &Act, acc: float32x4_t) -> float32x4_t {
+    unsafe fn accumulate<D: IntDot>(w: &Decoded, x: &Act, acc: float32x4_t) -> float32x4_t {
         // SAFETY: forwarded from the caller.
         let s = unsafe { D::dot4_i8(&w.w, x) };
-        vfmaq_f32(acc, vmulq_n_f32(w.d, x.d), vcvtq_f32_s32(s))
+        vaddq_f32(acc, scaled(w.d, x.d, s))
     }
 }
 
@@ -113,10 +120,10 @@ impl WeightBlock for BlockQ4x4 {
 
     #[target_feature(enable = "neon")]
     #[inline]
-    unsafe fn fma<D: IntDot>(w: &Decoded, x: &Act, acc: float32x4_t) -> float32x4_t {
+    unsafe fn accumulate<D: IntDot>(w: &Decoded, x: &Act, acc: float32x4_t) -> float32x4_t {
         // SAFETY: forwarded from the caller; decoded values are in -8..=7.
         let s = unsafe { D::dot4_nibbles(&w.w, x) };
-        vfmaq_f32(acc, vmulq_n_f32(w.d, x.d), vcvtq_f32_s32(s))
+        vaddq_f32(acc, scaled(w.d, x.d, s))
     }
 }
 
@@ -133,13 +140,12 @@ impl WeightBlock for BlockQ4Ax4 {
 
     #[target_feature(enable = "neon")]
     #[inline]
-    unsafe fn fma<D: IntDot>(w: &Decoded, x: &Act, acc: float32x4_t) -> float32x4_t {
+    unsafe fn accumulate<D: IntDot>(w: &Decoded, x: &Act, acc: float32x4_t) -> float32x4_t {
         // SAFETY: forwarded from the caller; decoded values are in 0..=15.
         let s = unsafe { D::dot4_nibbles(&w.w, x) };
         // Σx of 16 i8 fits i16; the two halves are widened before adding.
-        let sx = (vaddlvq_s8(x.x0) as i32 + vaddlvq_s8(x.x1) as i32) as f32;
-        let acc = vfmaq_f32(acc, vmulq_n_f32(w.d, x.d), vcvtq_f32_s32(s));
-        vfmaq_f32(acc, vmulq_n_f32(w.m, x.d), vdupq_n_f32(sx))
+        let sx = vdupq_n_s32(vaddlvq_s8(x.x0) as i32 + vaddlvq_s8(x.x1) as i32);
+        vaddq_f32(acc, vaddq_f32(scaled(w.d, x.d, s), scaled(w.m, x.d, sx)))
     }
 }
 
@@ -163,12 +169,12 @@ pub(super) unsafe fn gemv<P: WeightBlock, D: IntDot>(
         return;
     }
     for (wg, out) in w.chunks_exact(nb).zip(y.chunks_exact_mut(ROWS)) {
-        // SAFETY (NEON helpers and `P::fma::<D>`): the caller guarantees `D`'s
+        // SAFETY (NEON helpers and `P::accumulate::<D>`): the caller guarantees `D`'s
         // features; NEON is part of every aarch64 CPU.
         unsafe {
             let mut acc = vdupq_n_f32(0.0);
             for (p, xb) in wg.iter().zip(x) {
-                acc = P::fma::<D>(&p.decode(), &Act::load(xb), acc);
+                acc = P::accumulate::<D>(&p.decode(), &Act::load(xb), acc);
             }
             store_f32x4(out, acc);
         }
@@ -226,14 +232,14 @@ unsafe fn gemm_tile<P: WeightBlock, D: IntDot, const T: usize>(
     out: &mut [f32],
 ) {
     let nb = wg.len();
-    // SAFETY (NEON helpers and `P::fma::<D>`): the caller guarantees `D`'s features;
+    // SAFETY (NEON helpers and `P::accumulate::<D>`): the caller guarantees `D`'s features;
     // NEON is part of every aarch64 CPU.
     unsafe {
         let mut acc = [vdupq_n_f32(0.0); T];
         for (kb, p) in wg.iter().enumerate() {
             let dec = p.decode();
             for (t, a) in acc.iter_mut().enumerate() {
-                *a = P::fma::<D>(&dec, &Act::load(&x[(t0 + t) * nb + kb]), *a);
+                *a = P::accumulate::<D>(&dec, &Act::load(&x[(t0 + t) * nb + kb]), *a);
             }
         }
         for (t, a) in acc.iter().enumerate() {
@@ -244,6 +250,13 @@ unsafe fn gemm_tile<P: WeightBlock, D: IntDot, const T: usize>(
             }
         }
     }
+}
+
+/// `(scale · dx) · s` lane by lane, two roundings as in `generic` (`d * dx * s as f32`).
+#[target_feature(enable = "neon")]
+#[inline]
+fn scaled(scale: float32x4_t, dx: f32, s: int32x4_t) -> float32x4_t {
+    vmulq_f32(vmulq_n_f32(scale, dx), vcvtq_f32_s32(s))
 }
 
 /// Lane `r` of the result = sum of the four lanes of `a[r]`.
