@@ -106,6 +106,12 @@ typedef enum hearth_stop {
 } hearth_stop;
 
 /**
+ * A loaded assistant (intents, home, action sinks, optional LLM and speech-to-text).
+ * One call at a time (HEARTH_ERR_BUSY otherwise).
+ */
+typedef struct hearth_assistant hearth_assistant;
+
+/**
  * A loaded model (weights, tokenizer, thread pool). Thread-safe: any number of
  * sessions on any threads may share one engine.
  */
@@ -226,6 +232,64 @@ uint32_t hearth_api_version(void);
  * The library's version ("0.1.0"), a static NUL-terminated string (do not free).
  */
 const char *hearth_version(void);
+
+/**
+ * Loads an assistant for the home file `home_path` (YAML, docs/home-file.md; its
+ * `actions:` sinks run on every event, except `stdout`: the event comes back as JSON)
+ * with the English intent templates of `$HEARTH_HOME/intents/en.json`.
+ * `llm_path`: a Hearth model for the LLM fallback stage (tried when no template
+ * matches), or NULL for none. `whisper_path`: a whisper.cpp ggml model for
+ * hearth_assist_pcm, or NULL for a text-only assistant (a build without the `whisper`
+ * feature gives HEARTH_ERR_UNSUPPORTED for a non-NULL one). `threads`: CPU threads of
+ * the LLM and speech-to-text (0 = up to 4). `*out` gets a handle to free with
+ * hearth_assistant_free.
+ *
+ * # Safety
+ * `llm_path` and `whisper_path` are NULL or NUL-terminated, `home_path` is
+ * NUL-terminated (NULL is refused), `out` is NULL or writable.
+ */
+enum hearth_status hearth_assistant_load(const char *llm_path,
+                                         const char *whisper_path,
+                                         const char *home_path,
+                                         uint32_t threads,
+                                         struct hearth_assistant **out);
+
+/**
+ * Handles one spoken utterance: `n` samples of mono PCM (f32 in −1..1) at
+ * `sample_rate` Hz (resampled to 16 kHz; at most 600 s). `*event_json` gets
+ * `{"transcript", "intent", "slots", "stage", "score", "response", "actions",
+ * "timings_ms"}` (`intent` null when nothing matched; `actions` the sinks' outcomes);
+ * free it with hearth_string_free. An assistant loaded without a Whisper model gives
+ * HEARTH_ERR_INVALID.
+ *
+ * # Safety
+ * `assistant` is any pointer (looked up first); `pcm` is NULL or points to `n`
+ * floats; `event_json` is NULL or writable.
+ */
+enum hearth_status hearth_assist_pcm(const struct hearth_assistant *assistant,
+                                     const float *pcm,
+                                     size_t n,
+                                     uint32_t sample_rate,
+                                     char **event_json);
+
+/**
+ * As hearth_assist_pcm for typed text (UTF-8; no speech-to-text).
+ *
+ * # Safety
+ * `assistant` is any pointer (looked up first); `text` is NULL or NUL-terminated;
+ * `event_json` is NULL or writable.
+ */
+enum hearth_status hearth_assist_text(const struct hearth_assistant *assistant,
+                                      const char *text,
+                                      char **event_json);
+
+/**
+ * Frees an assistant. HEARTH_ERR_BUSY while a call uses it.
+ *
+ * # Safety
+ * `assistant` is any pointer (looked up first).
+ */
+enum hearth_status hearth_assistant_free(struct hearth_assistant *assistant);
 
 /**
  * Compiles the intent templates `data_path` (home-assistant-intents' `<lang>.json`;

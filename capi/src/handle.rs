@@ -23,6 +23,8 @@ pub enum Kind {
     Intents,
     /// `hearth_transcriber`.
     Transcriber,
+    /// `hearth_assistant`.
+    Assistant,
     /// A `char *` from `string_out`.
     String,
     /// A `uint32_t *` token array of this many ids.

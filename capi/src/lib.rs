@@ -11,6 +11,7 @@
 //! dereferenced.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod assist;
 pub mod handle;
 pub mod intent;
 pub mod llm;

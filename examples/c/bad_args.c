@@ -2,8 +2,8 @@
  * bad_args: libhearth's answers to bad input, checked code by code and message by
  * message: NULL arguments and handles, missing and malformed files, invalid UTF-8,
  * handles of the wrong kind, double frees, foreign pointers, a busy/cancelled session,
- * a too-small RAM budget. Also a full load → tokenize → generate → free cycle, so that
- * valgrind sees every path.
+ * a too-small RAM budget, the assistant's PCM and text calls. Also a full load →
+ * tokenize → generate → free cycle, so that valgrind sees every path.
  *
  *   bad_args MODEL HOME.yaml INTENTS.json
  *
@@ -146,6 +146,43 @@ int main(int argc, char **argv) {
     else
         expect("transcriber unsupported", hearth_transcriber_load("/nonexistent/ggml.bin", 1, &tr), HEARTH_ERR_UNSUPPORTED, "whisper");
     expect("transcribe NULL handle", hearth_transcribe(NULL, NULL, 0, &text), HEARTH_ERR_NULL_ARG, "hearth_transcriber is NULL");
+
+    /* The assistant: bad paths, then a text-only one (no LLM, no Whisper) on bad input. */
+    hearth_assistant *as = NULL;
+    char *event = NULL;
+    float pcm[160] = {0};
+    expect("assistant NULL home", hearth_assistant_load(NULL, NULL, NULL, 1, &as), HEARTH_ERR_NULL_ARG, "home_path is NULL");
+    expect("assistant NULL out", hearth_assistant_load(NULL, NULL, home, 1, NULL), HEARTH_ERR_NULL_ARG, "out is NULL");
+    expect("assistant missing home", hearth_assistant_load(NULL, NULL, "/nonexistent/home.yaml", 1, &as), HEARTH_ERR_IO, "/nonexistent/home.yaml");
+    expect("assistant missing LLM", hearth_assistant_load("/nonexistent/llm.hearth", NULL, home, 1, &as), HEARTH_ERR_IO, "/nonexistent/llm.hearth");
+    expect("assistant non-UTF-8 LLM", hearth_assistant_load("/tmp/\xff.hearth", NULL, home, 1, &as), HEARTH_ERR_INVALID_UTF8, "llm_path is not valid UTF-8");
+    expect("assistant LLM not a model", hearth_assistant_load(home, NULL, home, 1, &as), HEARTH_ERR_FORMAT, "");
+    if (hearth_has_whisper())
+        expect("assistant missing Whisper", hearth_assistant_load(NULL, "/nonexistent/ggml.bin", home, 1, &as), HEARTH_ERR_IO, "/nonexistent/ggml.bin");
+    else
+        expect("assistant Whisper unsupported", hearth_assistant_load(NULL, "/nonexistent/ggml.bin", home, 1, &as), HEARTH_ERR_UNSUPPORTED, "whisper");
+    if (as != NULL) { printf("FAIL failed assistant loads leave *out set\n"); failures++; }
+    expect("assistant text-only", hearth_assistant_load(NULL, NULL, home, 1, &as), HEARTH_OK, NULL);
+    expect("assist_text", hearth_assist_text(as, "turn on the coffee maker", &event), HEARTH_OK, NULL);
+    if (event == NULL || strstr(event, "\"intent\":\"HassTurnOn\"") == NULL || strstr(event, "Coffee Maker") == NULL) {
+        printf("FAIL assist_text event: %s\n", event ? event : "(null)");
+        failures++;
+    }
+    expect("event string_free", hearth_string_free(event), HEARTH_OK, NULL);
+    expect("assist_text non-UTF-8", hearth_assist_text(as, "turn on the \xc0\xaf", &event), HEARTH_ERR_INVALID_UTF8, "text is not valid UTF-8");
+    expect("assist_text NULL text", hearth_assist_text(as, NULL, &event), HEARTH_ERR_NULL_ARG, "text is NULL");
+    expect("assist_text NULL out", hearth_assist_text(as, "hi", NULL), HEARTH_ERR_NULL_ARG, "event_json is NULL");
+    expect("assist_pcm NULL handle", hearth_assist_pcm(NULL, pcm, 160, 16000, &event), HEARTH_ERR_NULL_ARG, "hearth_assistant is NULL");
+    expect("assist_pcm intents handle", hearth_assist_pcm((hearth_assistant *)intents, pcm, 160, 16000, &event), HEARTH_ERR_INVALID_HANDLE, "not a hearth_assistant");
+    expect("assist_pcm NULL pcm", hearth_assist_pcm(as, NULL, 160, 16000, &event), HEARTH_ERR_NULL_ARG, "pcm is NULL");
+    expect("assist_pcm no samples", hearth_assist_pcm(as, pcm, 0, 16000, &event), HEARTH_ERR_INVALID, "no samples");
+    expect("assist_pcm rate 0", hearth_assist_pcm(as, pcm, 160, 0, &event), HEARTH_ERR_INVALID, "sample_rate 0 Hz");
+    expect("assist_pcm too long", hearth_assist_pcm(as, pcm, (size_t)8000 * 601, 8000, &event), HEARTH_ERR_INVALID, "longer than 600 s");
+    expect("assist_pcm without Whisper", hearth_assist_pcm(as, pcm, 160, 16000, &event), HEARTH_ERR_INVALID, "without a Whisper model");
+    if (event != NULL) { printf("FAIL failed assist_pcm leaves *event_json set\n"); failures++; }
+    expect("assistant_free", hearth_assistant_free(as), HEARTH_OK, NULL);
+    expect("assistant double free", hearth_assistant_free(as), HEARTH_ERR_INVALID_HANDLE, "already freed");
+    expect("assist_text freed", hearth_assist_text(as, "hi", &event), HEARTH_ERR_INVALID_HANDLE, "not a live handle");
 
     /* Frees, then double frees. The session outlives its engine. */
     expect("engine_free", hearth_engine_free(engine), HEARTH_OK, NULL);
