@@ -16,7 +16,7 @@ use hearth_runtime::voice::{load_audio, Transcriber, TranscriberOptions};
 /// Arguments of `hearth assist`.
 #[derive(Args)]
 pub struct AssistArgs {
-    /// Spoken commands (WAV, any rate/channels/depth).
+    /// Spoken commands (WAV, FLAC or Ogg Vorbis; any rate/channels/depth).
     #[arg(required_unless_present_any = ["text", "mic"])]
     pub files: Vec<PathBuf>,
     /// Listen to the microphone: each utterance the voice activity detector cuts goes

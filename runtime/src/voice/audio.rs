@@ -1,8 +1,9 @@
 //! Audio files → what Whisper eats: 16 kHz mono f32 in [-1, 1].
 //!
 //! WAV of any rate, channel count and PCM depth (8/16/24/32-bit integer, 32-bit float) is
-//! decoded with `hound`, down-mixed to mono while reading and resampled in a stream, so
-//! memory stays proportional to the 16 kHz output. Input longer than
+//! decoded with `hound`, FLAC and Ogg Vorbis with `symphonia` (told apart by their first
+//! bytes, not the file name); either way the audio is down-mixed to mono while reading and
+//! resampled in a stream, so memory stays proportional to the 16 kHz output. Input longer than
 //! [`MAX_AUDIO_SECONDS`] is refused (counted from the samples actually read, not the header,
 //! which may lie). A header that promises more data than the file holds is tolerated: the
 //! samples present are used, as recorders killed mid-write leave exactly such files.
@@ -34,7 +35,7 @@ impl Audio {
     }
 }
 
-/// Reads an audio file (WAV) into 16 kHz mono.
+/// Reads an audio file (WAV, FLAC or Ogg Vorbis) into 16 kHz mono.
 pub fn load_audio(path: &Path) -> Result<Audio> {
     let mut sink = To16k::default();
     decode_file(path, &mut sink)?;
@@ -57,12 +58,118 @@ pub fn decode_wav(reader: impl Read) -> Result<Audio> {
 }
 
 fn decode_file(path: &Path, sink: &mut dyn MonoSink) -> Result<()> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    wav_mono(BufReader::new(file), sink).map_err(|e| match e {
+    let open = || {
+        std::fs::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))
+    };
+    // The container is told by its first bytes, not by the file name.
+    let mut magic = Vec::with_capacity(4);
+    open()?
+        .take(4)
+        .read_to_end(&mut magic)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let decoded = match magic.as_slice() {
+        b"RIFF" => wav_mono(BufReader::new(open()?), sink),
+        b"fLaC" | b"OggS" => symphonia_mono(open()?, sink),
+        [] => Err(Error::Format(
+            "not a readable WAV, FLAC or Ogg Vorbis file: the file is empty".into(),
+        )),
+        other => Err(Error::Format(format!(
+            "not a readable WAV, FLAC or Ogg Vorbis file (it starts with {:?})",
+            String::from_utf8_lossy(other)
+        ))),
+    };
+    decoded.map_err(|e| match e {
         Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
         other => other,
     })
+}
+
+/// Decodes FLAC or Ogg Vorbis (symphonia), handing mono blocks to `sink`. A file cut short
+/// keeps the audio before the cut; a corrupt packet is skipped.
+fn symphonia_mono(file: std::fs::File, sink: &mut dyn MonoSink) -> Result<()> {
+    use symphonia::core::codecs::audio::AudioDecoderOptions;
+    use symphonia::core::errors::Error as DecodeError;
+    use symphonia::core::formats::probe::Hint;
+    use symphonia::core::formats::{FormatOptions, TrackType};
+    use symphonia::core::io::{MediaSourceStream, ReadOnlySource};
+    use symphonia::core::meta::MetadataOptions;
+
+    let bad = |what: &str, e: DecodeError| Error::Format(format!("{what}: {e}"));
+    // Read front to back, never seeking: a seekable source makes the Ogg reader look for the
+    // last page first, and a file cut short then fails outright.
+    let source = ReadOnlySource::new(BufReader::new(file));
+    let mss = MediaSourceStream::new(Box::new(source), Default::default());
+    let mut format = symphonia::default::get_probe()
+        .probe(
+            &Hint::new(),
+            mss,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
+        .map_err(|e| bad("not a readable FLAC or Ogg Vorbis file", e))?;
+    let track = format
+        .default_track(TrackType::Audio)
+        .ok_or_else(|| Error::Format("the file has no audio track".into()))?;
+    let track_id = track.id;
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .ok_or_else(|| Error::Format("the audio track has no codec parameters".into()))?;
+    let mut decoder = symphonia::default::get_codecs()
+        .make_audio_decoder(params, &AudioDecoderOptions::default())
+        .map_err(|e| bad("unsupported audio codec (FLAC and Vorbis are read)", e))?;
+    let mut mixer: Option<Mixer> = None;
+    let mut interleaved: Vec<f32> = Vec::new();
+    loop {
+        let packet = match format.next_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
+            Err(DecodeError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                tracing::warn!("audio data ends early; using what was read");
+                break;
+            }
+            Err(e) => return Err(bad("bad audio data", e)),
+        };
+        if packet.track_id != track_id {
+            continue;
+        }
+        let buf = match decoder.decode(&packet) {
+            Ok(buf) => buf,
+            Err(DecodeError::DecodeError(e)) => {
+                tracing::warn!("skipping a corrupt audio packet: {e}");
+                continue;
+            }
+            Err(e) => return Err(bad("cannot decode the audio", e)),
+        };
+        let (rate, channels) = (buf.spec().rate(), buf.spec().channels().count());
+        let channels = u16::try_from(channels).unwrap_or(0);
+        if rate == 0 || channels == 0 {
+            return Err(Error::Format(format!(
+                "audio has {channels} channels at {rate} Hz"
+            )));
+        }
+        let m = match &mut mixer {
+            Some(m) if (m.rate, m.channels) == (rate, usize::from(channels)) => m,
+            Some(_) => {
+                return Err(Error::Format(
+                    "the sample rate or channel count changes mid-stream".into(),
+                ))
+            }
+            None => {
+                sink.format(rate, channels);
+                mixer.insert(Mixer::new(rate, channels))
+            }
+        };
+        buf.copy_to_vec_interleaved(&mut interleaved);
+        for &v in &interleaved {
+            m.sample(v, sink)?;
+        }
+    }
+    if let Some(m) = &mut mixer {
+        m.flush(sink);
+    }
+    Ok(())
 }
 
 /// Where decoders put their output: the source format once, then mono blocks.
@@ -176,6 +283,7 @@ fn mix<R: Read, S: hound::Sample>(
 
 /// Interleaved samples → mono blocks, counting frames against [`MAX_AUDIO_SECONDS`].
 struct Mixer {
+    rate: u32,
     channels: usize,
     max_frames: u64,
     block: Vec<f32>,
@@ -187,6 +295,7 @@ struct Mixer {
 impl Mixer {
     fn new(rate: u32, channels: u16) -> Self {
         Self {
+            rate,
             channels: usize::from(channels.max(1)),
             max_frames: u64::from(MAX_AUDIO_SECONDS) * u64::from(rate),
             block: Vec::with_capacity(4096),
