@@ -70,7 +70,7 @@ impl FileSource {
     /// Frames per chunk: a typical ALSA period.
     pub const CHUNK: usize = 1024;
 
-    /// A WAV file (any format [`super::load_audio`] reads), mixed to mono.
+    /// An audio file (WAV, FLAC, Ogg Vorbis: what [`super::load_audio`] reads), mixed to mono.
     pub fn open(path: &Path) -> crate::Result<Self> {
         let (rate, samples) = super::audio::load_audio_native(path)?;
         if rate == 0 {
@@ -221,7 +221,8 @@ impl<S: AudioSource> Capture<S> {
                     self.ended = true;
                 }
                 Err(CaptureError::Lost(why)) => {
-                    tracing::warn!("audio input lost ({why}); reopening");
+                    // At error level so the CLI's default log filter shows it.
+                    tracing::error!("audio input lost ({why}); reopening");
                     // Speech in progress is handed out as it stands; the next stream
                     // starts a fresh resampler and VAD (its rate may differ).
                     self.flush();
@@ -237,7 +238,10 @@ impl<S: AudioSource> Capture<S> {
         let rate = self.source.sample_rate().max(1);
         let mut chunk = chunk;
         if let Some(max) = self.cfg.max_seconds {
-            let left = ((max - self.source_seconds) * f64::from(rate)).max(0.0) as usize;
+            // Rounded: the running sum of chunk lengths carries float error, not whole samples.
+            let left = ((max - self.source_seconds) * f64::from(rate))
+                .round()
+                .max(0.0) as usize;
             if left <= chunk.len() {
                 chunk = &chunk[..left];
                 self.ended = true;

@@ -35,9 +35,9 @@ pub struct InputDevice {
 
 fn backend(e: cpal::Error) -> CaptureError {
     match e.kind() {
-        ErrorKind::DeviceNotAvailable | ErrorKind::HostUnavailable => {
-            CaptureError::NoDevice(format!("audio input not available: {e}"))
-        }
+        ErrorKind::DeviceNotAvailable | ErrorKind::HostUnavailable => CaptureError::NoDevice(
+            format!("audio input not available: {e} (`hearth devices` lists the inputs)"),
+        ),
         ErrorKind::UnsupportedConfig => CaptureError::Unsupported(format!(
             "the audio input does not support its own default format: {e}"
         )),
