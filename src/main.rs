@@ -35,11 +35,18 @@ enum Command {
     /// Perplexity of a text file (llama.cpp's method).
     Perplexity(cli::perplexity::PerplexityArgs),
     #[cfg(feature = "whisper")]
-    /// The assistant: spoken commands (WAV) or text → intent → actions → response.
+    /// The assistant: spoken commands (audio files or the microphone) or text → intent →
+    /// actions → response.
     Assist(cli::assist::AssistArgs),
     /// Speech-to-text of audio files with a Whisper model.
     #[cfg(feature = "whisper")]
     Transcribe(cli::transcribe::Args),
+    /// Live speech-to-text from the microphone: prints each utterance as it is recognised.
+    #[cfg(feature = "mic")]
+    Listen(cli::listen::Args),
+    /// List the audio input devices (the default marked with *).
+    #[cfg(feature = "mic")]
+    Devices(cli::devices::Args),
     /// Whisper model tools (import a faster-whisper model).
     Whisper(cli::whisper::Args),
     #[cfg(feature = "serve")]
@@ -69,6 +76,10 @@ fn main() -> Result<()> {
         Command::Assist(a) => cli::assist::run(a)?,
         #[cfg(feature = "whisper")]
         Command::Transcribe(args) => cli::transcribe::run(args)?,
+        #[cfg(feature = "mic")]
+        Command::Listen(args) => cli::listen::run(args)?,
+        #[cfg(feature = "mic")]
+        Command::Devices(args) => cli::devices::run(args)?,
         Command::Whisper(args) => cli::whisper::run(args)?,
         #[cfg(feature = "serve")]
         Command::Serve(args) => cli::serve::run(args)?,

@@ -109,3 +109,47 @@ fn import_accepts_ready_ggml_and_rejects_other_files() {
     assert!(!never.exists() && !dir.join("never.bin.part").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn flac_and_ogg_vorbis_are_transcribed() {
+    // The shipped recording as 48 kHz stereo FLAC and 44.1 kHz Ogg Vorbis, made by sox.
+    let wav =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/audio/turn-on-kitchen-lights.wav");
+    let dir = temp_dir("flac-ogg");
+    let flac = dir.join("kitchen.flac");
+    let ogg = dir.join("kitchen.ogg");
+    for (out, rate, channels) in [(&flac, "48000", "2"), (&ogg, "44100", "1")] {
+        let ok = Command::new("sox")
+            .arg(&wav)
+            .args(["-r", rate, "-c", channels])
+            .arg(out)
+            .status()
+            .expect("sox (scripts/setup-deps installs it)")
+            .success();
+        assert!(ok);
+    }
+    let out = hearth()
+        .args(["transcribe", "--json", "--threads", "2", "--model"])
+        .arg(fetched("models/ggml-tiny.en.bin"))
+        .arg(&flac)
+        .arg(&ogg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for v in &lines {
+        let text = v["text"].as_str().unwrap().to_lowercase();
+        assert!(text.contains("turn on the kitchen light"), "{v}");
+        assert!((v["audio_s"].as_f64().unwrap() - 1.888).abs() < 0.01, "{v}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -165,3 +165,88 @@ fn unsupported_formats_are_errors() {
     bytes[21] = 0;
     assert!(decode_wav(Cursor::new(bytes)).is_err());
 }
+
+/// Converts `from` to `to` with sox (scripts/setup-deps installs it); extra args go
+/// before the output.
+fn sox(from: &std::path::Path, args: &[&str], to: &std::path::Path) {
+    let ok = std::process::Command::new("sox")
+        .arg(from)
+        .args(args)
+        .arg(to)
+        .status()
+        .expect("sox (scripts/setup-deps installs it)")
+        .success();
+    assert!(ok, "sox {} → {}", from.display(), to.display());
+}
+
+#[test]
+fn flac_and_ogg_vorbis_decode_like_the_wav() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav_path = dir.path().join("tone.wav");
+    std::fs::write(&wav_path, wav(44_100, 2, 24, false, 1.0)).unwrap();
+    let want = load_audio(&wav_path).unwrap();
+
+    // FLAC is lossless: the same samples as the WAV it was made from.
+    let flac = dir.path().join("tone.flac");
+    sox(&wav_path, &[], &flac);
+    let got = load_audio(&flac).unwrap();
+    assert_eq!((got.source_rate, got.source_channels), (44_100, 2));
+    assert_eq!(got.samples.len(), want.samples.len());
+    let diff = got
+        .samples
+        .iter()
+        .zip(&want.samples)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-6, "FLAC differs from the WAV by {diff}");
+    assert_is_tone(&got.samples, 1.0, 1e-3);
+
+    // Vorbis is lossy: the tone, within the codec's error.
+    let ogg = dir.path().join("tone.ogg");
+    sox(&wav_path, &[], &ogg);
+    let got = load_audio(&ogg).unwrap();
+    assert_eq!((got.source_rate, got.source_channels), (44_100, 2));
+    assert_is_tone(&got.samples, 1.0, 0.05);
+
+    // The content decides, not the name: FLAC named .wav.
+    let disguised = dir.path().join("really-flac.wav");
+    std::fs::copy(&flac, &disguised).unwrap();
+    assert_eq!(load_audio(&disguised).unwrap().samples.len(), 16_000);
+}
+
+#[test]
+fn cut_and_corrupt_flac_and_ogg_are_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav_path = dir.path().join("tone.wav");
+    // Long enough that half the file is well past the headers (Vorbis's are ~4 KB).
+    std::fs::write(&wav_path, wav(16_000, 1, 16, false, 20.0)).unwrap();
+    for ext in ["flac", "ogg"] {
+        let whole = dir.path().join(format!("tone.{ext}"));
+        sox(&wav_path, &[], &whole);
+        let bytes = std::fs::read(&whole).unwrap();
+
+        // Cut in half (a recorder killed mid-write): the audio before the cut, no error.
+        let cut = dir.path().join(format!("cut.{ext}"));
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        let a = load_audio(&cut).unwrap();
+        assert!(
+            (5 * 16_000..15 * 16_000).contains(&a.samples.len()),
+            "{ext}: {} samples",
+            a.samples.len()
+        );
+
+        // The right magic, then noise: an error (or no audio), never a panic.
+        let mut junk = bytes[..4].to_vec();
+        let mut seed = 7u32;
+        junk.extend((0..20_000).map(|_| {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 24) as u8
+        }));
+        let bad = dir.path().join(format!("junk.{ext}"));
+        std::fs::write(&bad, junk).unwrap();
+        match load_audio(&bad) {
+            Err(e) => assert!(e.to_string().contains("junk"), "{ext}: {e}"),
+            Ok(a) => assert!(a.samples.is_empty(), "{ext}: {} samples", a.samples.len()),
+        }
+    }
+}

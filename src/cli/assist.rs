@@ -16,9 +16,15 @@ use hearth_runtime::voice::{load_audio, Transcriber, TranscriberOptions};
 /// Arguments of `hearth assist`.
 #[derive(Args)]
 pub struct AssistArgs {
-    /// Spoken commands (WAV, any rate/channels/depth).
-    #[arg(required_unless_present = "text")]
+    /// Spoken commands (WAV, FLAC or Ogg Vorbis; any rate/channels/depth).
+    #[arg(required_unless_present_any = ["text", "mic"])]
     pub files: Vec<PathBuf>,
+    /// Listen to the microphone: each utterance the voice activity detector cuts goes
+    /// through the pipeline (see `hearth listen --help` for the options below).
+    #[arg(long, conflicts_with_all = ["files", "text"])]
+    pub mic: bool,
+    #[command(flatten)]
+    pub mic_opts: super::listen::MicArgs,
     /// Handle this text instead of audio (repeatable; skips speech-to-text).
     #[arg(long, conflicts_with = "files")]
     pub text: Vec<String>,
@@ -106,6 +112,15 @@ pub fn run(a: AssistArgs) -> Result<()> {
     let t = Transcriber::load(&whisper, opts)
         .with_context(|| format!("loading {}", whisper.display()))?;
     assistant = assistant.with_transcriber(t);
+    if a.mic {
+        return super::listen::for_each_utterance(&a.mic_opts, |u| {
+            match assistant.handle_audio(&u.samples) {
+                Ok(r) => print(&r, None, a.json)?,
+                Err(e) => eprintln!("hearth assist: {e:#}"),
+            }
+            Ok(())
+        });
+    }
     for file in &a.files {
         let result = load_audio(file)
             .map_err(anyhow::Error::from)

@@ -5,8 +5,14 @@ pub mod bench;
 pub mod board;
 pub mod chat;
 pub mod convert;
+#[cfg(feature = "mic")]
+pub mod devices;
 pub mod inspect;
 pub mod intent;
+// Without `mic` only its options exist (parsed by `hearth assist`, refused at run time).
+#[cfg(feature = "whisper")]
+#[cfg_attr(not(feature = "mic"), allow(dead_code))]
+pub mod listen;
 pub mod perplexity;
 pub mod run;
 #[cfg(feature = "serve")]

@@ -9,10 +9,11 @@ use clap::Args as ClapArgs;
 #[cfg(feature = "whisper")]
 use hearth_runtime::voice::{load_audio, Transcriber, TranscriberOptions};
 
-/// Transcribe WAV files (any rate, channels, bit depth) with a Whisper model.
+/// Transcribe audio files (WAV, FLAC, Ogg Vorbis; any rate, channels, bit depth) with a
+/// Whisper model.
 #[derive(ClapArgs)]
 pub struct Args {
-    /// Audio files (WAV).
+    /// Audio files (WAV, FLAC or Ogg Vorbis, told apart by content).
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// whisper.cpp ggml model (default: $HEARTH_HOME/models/ggml-tiny.en.bin).
