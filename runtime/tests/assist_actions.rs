@@ -95,6 +95,36 @@ fn responses_come_from_home_assistant_templates() {
     assert!(j["timings_ms"]["total"].as_f64().unwrap() >= 0.0);
 }
 
+/// `responses:` in a user YAML file replace the package's per intent and key; the
+/// package's other responses stay.
+#[test]
+fn user_responses_override_the_packages() {
+    let dir = tempfile::tempdir().unwrap();
+    let custom = dir.path().join("custom.yaml");
+    std::fs::write(
+        &custom,
+        "language: en\nintents:\n  HassTurnOn:\n    data:\n      - sentences: [\"engage [the] {name}\"]\n        response: engaged\nresponses:\n  intents:\n    HassTurnOn:\n      default: \"{{ slots.name }} is on\"\n      engaged: \"Engaged the {{ slots.name | lower }}\"\n  errors:\n    no_intent: \"Pardon?\"\n",
+    )
+    .unwrap();
+    let engine = hearth_runtime::intent::IntentEngine::load(
+        &intent_common::data_path(),
+        &[custom],
+        &home_path(),
+    )
+    .unwrap();
+    let mut a = Assistant::new(engine, home(), Actions::none());
+    let r = a.handle_text("turn on the overhead light");
+    assert_eq!(r.response, "Overhead Light is on");
+    let r = a.handle_text("engage the desk lamp");
+    assert_eq!(r.matched.intent.as_deref(), Some("HassTurnOn"));
+    assert_eq!(r.response, "Engaged the desk lamp");
+    // Keys the user did not set keep the package's text.
+    let r = a.handle_text("turn off the ceiling fan");
+    assert_eq!(r.response, "Turned off the fan");
+    let r = a.handle_text("the quick brown fox");
+    assert_eq!(r.response, "Pardon?");
+}
+
 /// Accepts one HTTP request; returns its body.
 fn http_listener(status: u16) -> (u16, std::thread::JoinHandle<String>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();

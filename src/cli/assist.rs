@@ -1,16 +1,11 @@
 //! `hearth assist`: the whole pipeline on WAV files or typed text — speech-to-text,
 //! intents (templates → fuzzy → LLM), actions, response.
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hearth_runtime::action::{self, Actions};
-use hearth_runtime::assist::llm::{LlmFallback, LlmOptions};
 use hearth_runtime::assist::{AssistResult, Assistant};
-use hearth_runtime::intent::{default_data_path, Home, IntentEngine};
-use hearth_runtime::llm::{default_threads, Engine, EngineOptions};
-use hearth_runtime::model::ModelFile;
 use hearth_runtime::voice::{load_audio, Transcriber, TranscriberOptions};
 
 /// Arguments of `hearth assist`.
@@ -28,33 +23,11 @@ pub struct AssistArgs {
     /// Handle this text instead of audio (repeatable; skips speech-to-text).
     #[arg(long, conflicts_with = "files")]
     pub text: Vec<String>,
-    /// The home file (default: examples/home.yaml when run from the repository).
-    #[arg(long)]
-    pub home: Option<PathBuf>,
-    /// Language of the intent templates.
-    #[arg(long, default_value = "en")]
-    pub lang: String,
-    /// The templates (default `$HEARTH_HOME/intents/<lang>.json`).
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Extra sentences in Home Assistant's YAML shape (repeatable).
-    #[arg(long)]
-    pub custom: Vec<PathBuf>,
+    #[command(flatten)]
+    pub setup: super::intent::IntentSetup,
     /// whisper.cpp model (default `$HEARTH_HOME/models/ggml-tiny.en.bin`).
     #[arg(long)]
     pub whisper: Option<PathBuf>,
-    /// LLM for the fallback stage (default `$HEARTH_HOME/models/smollm2-135m-instruct.hearth`).
-    #[arg(long)]
-    pub llm: Option<PathBuf>,
-    /// Templates and fuzzy matching only: no LLM stage.
-    #[arg(long)]
-    pub no_llm: bool,
-    /// Let the LLM choose intents but not answer questions.
-    #[arg(long)]
-    pub no_answers: bool,
-    /// CPU threads for speech-to-text and the LLM.
-    #[arg(long, default_value_t = default_threads().min(4))]
-    pub threads: usize,
     /// One JSON object per input: {"file","transcript","intent","slots","stage","response","timings_ms"}.
     #[arg(long)]
     pub json: bool,
@@ -62,17 +35,8 @@ pub struct AssistArgs {
 
 /// Runs the command.
 pub fn run(a: AssistArgs) -> Result<()> {
-    let home_path = match &a.home {
-        Some(h) => h.clone(),
-        None if Path::new("examples/home.yaml").exists() => PathBuf::from("examples/home.yaml"),
-        None => bail!("give the home file with --home HOME.yaml (see docs/home-file.md)"),
-    };
-    let data = a.data.clone().unwrap_or_else(|| default_data_path(&a.lang));
-    let engine = IntentEngine::load(&data, &a.custom, &home_path).context("loading intents")?;
-    for w in engine.warnings() {
-        eprintln!("warning: {w}");
-    }
-    let (home, _) = Home::load(&home_path)?;
+    let home_path = a.setup.home_path()?;
+    let (engine, home) = a.setup.load()?;
     let actions = match action::load_config(&home_path)? {
         Some(cfg) => Actions::new(&cfg)?,
         None => Actions::stdout(),
@@ -84,8 +48,8 @@ pub fn run(a: AssistArgs) -> Result<()> {
         actions
     };
     let mut assistant = Assistant::new(engine, home, actions);
-    if !a.no_llm {
-        assistant = assistant.with_llm(load_llm(&a)?);
+    if !a.setup.no_llm {
+        assistant = assistant.with_llm(a.setup.load_llm(true)?);
     }
     let mut failed = 0;
     if !a.text.is_empty() {
@@ -106,7 +70,7 @@ pub fn run(a: AssistArgs) -> Result<()> {
         );
     }
     let opts = TranscriberOptions {
-        threads: a.threads,
+        threads: a.setup.threads,
         ..Default::default()
     };
     let t = Transcriber::load(&whisper, opts)
@@ -142,32 +106,6 @@ pub fn run(a: AssistArgs) -> Result<()> {
         bail!("{failed} of {} files failed", a.files.len());
     }
     Ok(())
-}
-
-fn load_llm(a: &AssistArgs) -> Result<LlmFallback> {
-    let path = a.llm.clone().unwrap_or_else(|| {
-        super::hearth_home()
-            .join("models")
-            .join("smollm2-135m-instruct.hearth")
-    });
-    let model = ModelFile::open(&path).with_context(|| {
-        format!(
-            "cannot load the LLM {} (run scripts/fetch-models, pass --llm, or --no-llm)",
-            path.display()
-        )
-    })?;
-    let engine = Engine::load(
-        Arc::new(model),
-        EngineOptions {
-            threads: a.threads,
-            ..Default::default()
-        },
-    )?;
-    let opts = LlmOptions {
-        answer_questions: !a.no_answers,
-        ..Default::default()
-    };
-    Ok(LlmFallback::new(engine, opts)?)
 }
 
 fn print(r: &AssistResult, file: Option<&Path>, json: bool) -> Result<()> {

@@ -152,7 +152,11 @@ impl Assistant {
                 let t = Instant::now();
                 match llm.handle(text, &self.home, self.intents.intent_names()) {
                     Ok(LlmAnswer::Intent(m)) => matched = m,
-                    Ok(LlmAnswer::Reply(r)) => answer = Some(r),
+                    Ok(LlmAnswer::Reply(r)) => {
+                        // Not a command, answered: no intent, but the LLM stage spoke.
+                        matched.stage = Some(Stage::Llm);
+                        answer = Some(r);
+                    }
                     Ok(LlmAnswer::Nothing) => {}
                     Err(e) => tracing::warn!("llm fallback: {e}"),
                 }

@@ -198,7 +198,9 @@ impl IntentsFile {
     }
 
     /// Adds `other` (a user file) on top of `self`: sentences are appended, lists,
-    /// rules and skip words added (same-named lists and rules replaced). Intents must
+    /// rules and skip words added (same-named lists and rules replaced), responses
+    /// merged key by key (a user `responses.intents.<Intent>.<key>` or
+    /// `responses.errors.<key>` replaces the package's). Intents must
     /// exist in `self` or be one of [`EXTRA_HA_INTENTS`]: an unknown intent name is an
     /// error (most likely a typo, and nothing downstream could handle it).
     pub fn merge_user(&mut self, other: IntentsFile, src: &Source) -> Result<()> {
@@ -222,7 +224,22 @@ impl IntentsFile {
         self.lists.extend(other.lists);
         self.expansion_rules.extend(other.expansion_rules);
         self.skip_words.extend(other.skip_words);
+        merge_values(&mut self.responses, other.responses);
         Ok(())
+    }
+}
+
+/// Merges `other` into `base`: objects key by key, recursively; anything else in
+/// `other` (except `null`, an absent section) replaces what `base` had.
+fn merge_values(base: &mut Value, other: Value) {
+    match (base, other) {
+        (_, Value::Null) => {}
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge_values(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o,
     }
 }
 
@@ -297,6 +314,34 @@ mod tests {
         assert!(
             e.starts_with("custom.yaml:5:21: template error: unclosed '('"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn user_responses_override_per_key() {
+        let mut base = IntentsFile::default();
+        base.intents
+            .insert("HassTurnOn".into(), IntentEntry::default());
+        base.responses = serde_json::json!({
+            "errors": {"no_intent": "Sorry", "no_area": "No area"},
+            "intents": {
+                "HassTurnOn": {"default": "Turned on", "lights_area": "Lights on"},
+                "HassTurnOff": {"default": "Turned off"},
+            },
+        });
+        let s = src("responses:\n  errors:\n    no_intent: \"Pardon?\"\n  intents:\n    HassTurnOn:\n      default: \"On it\"\n    HassNevermind:\n      default: \"OK\"\n");
+        let user = IntentsFile::from_yaml(&s).unwrap();
+        base.merge_user(user, &s).unwrap();
+        assert_eq!(
+            base.responses,
+            serde_json::json!({
+                "errors": {"no_intent": "Pardon?", "no_area": "No area"},
+                "intents": {
+                    "HassTurnOn": {"default": "On it", "lights_area": "Lights on"},
+                    "HassTurnOff": {"default": "Turned off"},
+                    "HassNevermind": {"default": "OK"},
+                },
+            })
         );
     }
 
