@@ -3,10 +3,11 @@
 //!
 //! weights (the mapped model file, all of it resident while generating)
 //! + KV cache (exact: [`KvCache::bytes_for`])
-//! + scratch (the forward pass's buffers; a formula mirroring `forward::Scratch::new`,
-//!   checked against the real allocation in the tests)
+//! + scratch (the forward pass's buffers, sized by the same `forward::ScratchLens`
+//!   that `Scratch::new` allocates)
 //! + a fixed runtime overhead (tokenizer, thread stacks, code).
 use crate::llm::engine::EngineOptions;
+use crate::llm::forward::ScratchLens;
 use crate::llm::kv::KvCache;
 use crate::llm::weights::Hparams;
 use crate::model::{ModelConfig, ModelFile};
@@ -56,7 +57,7 @@ impl MemoryEstimate {
             ctx,
             weights: file_bytes,
             kv_cache: kv as u64,
-            scratch: scratch_bytes(&hp, ctx, opts.batch.min(ctx)),
+            scratch: ScratchLens::new(&hp, ctx, opts.batch.min(ctx)).bytes() as u64,
             overhead: RUNTIME_OVERHEAD,
         })
     }
@@ -90,26 +91,4 @@ impl MemoryEstimate {
 /// `12.3 MiB`.
 pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
-}
-
-/// The forward pass's scratch for `batch` tokens and a `ctx` context: f32 activations
-/// per batch row, a Q8 copy of the widest input, f32 keys/values of one layer for
-/// attention, scores, and two logit rows.
-fn scratch_bytes(hp: &Hparams, ctx: usize, batch: usize) -> u64 {
-    let wide = hp.dim.max(hp.q_dim());
-    let widest = wide.max(hp.ffn_dim) as u64;
-    let b = batch as u64;
-    let (dim, q, kv, ffn) = (
-        hp.dim as u64,
-        hp.q_dim() as u64,
-        hp.kv_dim() as u64,
-        hp.ffn_dim as u64,
-    );
-    let per_row = 2 * dim + wide as u64 + 4 * q + 4 * kv + 3 * ffn;
-    // f32 keys and values of one layer; scores of every head × batch row × position.
-    let attention = 2 * kv * ctx as u64 + hp.n_heads as u64 * b * ctx as u64;
-    let f32s = b * per_row + attention + 2 * hp.vocab_size as u64;
-    // BlockQ8: an f16 scale and 32 bytes per 32 values.
-    let q8 = b * widest / 32 * 34;
-    4 * f32s + q8
 }

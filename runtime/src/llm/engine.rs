@@ -1,8 +1,9 @@
-//! [`Engine`] (weights + kernels + thread pool, shared) and [`Session`] (one
+//! [`Engine`] (weights + kernels + thread team, shared) and [`Session`] (one
 //! conversation's KV cache and position).
 use crate::llm::forward::{self, Exec, Logits, Scratch};
 use crate::llm::kv::{KvCache, KvType};
 use crate::llm::ops::RopeTable;
+use crate::llm::team::Team;
 use crate::llm::weights::{Hparams, Weights};
 use crate::tokenizer::Bpe;
 use crate::{Error, Result};
@@ -58,7 +59,7 @@ self_cell::self_cell!(
 /// Engine settings.
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
-    /// Worker threads (1 = no pool at all).
+    /// Worker threads (1 = no team: everything on the calling thread).
     pub threads: usize,
     /// KV cache storage type for new sessions.
     pub kv_type: KvType,
@@ -101,7 +102,8 @@ struct Inner {
     /// else on first use of [`Engine::tokenizer`] (it costs ~200 ms and ~30 MiB).
     reference: OnceLock<std::result::Result<Option<Tokenizer>, String>>,
     kernels: &'static Kernels,
-    pool: Option<rayon::ThreadPool>,
+    /// The forward pass's thread team (none with one thread).
+    team: Option<Team>,
     opts: EngineOptions,
 }
 
@@ -143,16 +145,8 @@ impl Engine {
         let loaded = Loaded::try_new(source, |s| s.weights())?;
         loaded.borrow_dependent().validate()?;
         let kernels = Kernels::detect()?;
-        let pool = if opts.threads > 1 {
-            Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(opts.threads)
-                    .thread_name(|i| format!("hearth-llm-{i}"))
-                    .build()
-                    .map_err(|e| {
-                        Error::Invalid(format!("cannot start {} threads: {e}", opts.threads))
-                    })?,
-            )
+        let team = if opts.threads > 1 {
+            Some(Team::new(opts.threads)?)
         } else {
             None
         };
@@ -163,7 +157,7 @@ impl Engine {
                 fast_tokenizer,
                 reference,
                 kernels,
-                pool,
+                team,
                 opts,
             }),
         })
@@ -408,7 +402,7 @@ impl Session {
         let inner = &engine.inner;
         let ex = Exec {
             kernels: inner.kernels,
-            threads: inner.opts.threads,
+            team: inner.team.as_ref(),
         };
         let w = engine.weights();
         let vocab = hp.vocab_size;
@@ -425,11 +419,7 @@ impl Session {
             };
             let pos = self.tokens.len();
             let (kv, rope, scratch) = (&mut self.kv, &*self.rope, &mut self.scratch);
-            let mut step = move || forward::forward(w, ex, kv, rope, scratch, chunk, pos, mode);
-            match &inner.pool {
-                Some(pool) => pool.install(step)?,
-                None => step()?,
-            }
+            forward::forward(w, ex, kv, rope, scratch, chunk, pos, mode)?;
             self.tokens.extend_from_slice(chunk);
             if let Logits::From(from) = mode {
                 for (i, row) in self

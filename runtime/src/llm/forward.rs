@@ -10,16 +10,16 @@
 //! and are transposed to token-major (`[n][rows]`) where a per-token op follows.
 use crate::llm::kv::KvCache;
 use crate::llm::ops::{self, RopeTable};
+use crate::llm::team::{Disjoint, Team};
 use crate::llm::weights::{Hparams, Matrix, Weights};
 use crate::{Error, Result};
-use hearth_quant::{BlockQ8, Kernels, QK};
-use rayon::prelude::*;
+use hearth_quant::{BlockQ8, Kernels, PackedMatrix, QK, ROWS};
 
-/// Rayon tasks per thread and matmul: two, so one slow (or preempted) core does not
-/// hold the others up, yet few enough that stealing stays cheap. Measured on the
-/// shared 2-core box (SmolLM2, 2 threads): 1–2 tasks per thread gave 85–89 t/s
-/// decode, 4 gave 73, 8 gave 66–73.
-const TASKS_PER_THREAD: usize = 2;
+/// Matmul tasks per thread: a few, so a preempted thread's share is taken by the
+/// others (tasks are handed out one at a time), yet each stays a long run of rows.
+const TASKS_PER_THREAD: usize = 4;
+/// Fewest row groups (of 4 rows) per matmul task; even, so the 2-group tiles pair up.
+const MIN_TASK_GROUPS: usize = 4;
 
 /// Pre-allocated buffers for one session: nothing is allocated per token.
 #[derive(Clone, Debug)]
@@ -64,40 +64,90 @@ pub(crate) struct Scratch {
     pub logits: Vec<f32>,
 }
 
-impl Scratch {
+/// Lengths (in elements) of every [`Scratch`] buffer: the one place their sizes are
+/// decided; [`Scratch::new`] allocates them and the memory budget adds them up.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ScratchLens {
+    x: usize,
+    xb: usize,
+    xq: usize,
+    q: usize,
+    kv: usize,
+    ffn: usize,
+    proj: usize,
+    kvf: usize,
+    scores: usize,
+    vocab: usize,
+}
+
+impl ScratchLens {
     pub fn new(hp: &Hparams, ctx: usize, batch: usize) -> Self {
         let b = batch;
         let wide = hp.dim.max(hp.q_dim());
         let widest = wide.max(hp.ffn_dim);
+        Self {
+            x: b * hp.dim,
+            xb: b * wide,
+            xq: b * widest / QK,
+            q: b * hp.q_dim(),
+            kv: b * hp.kv_dim(),
+            ffn: b * hp.ffn_dim,
+            proj: b * hp.dim,
+            kvf: hp.n_kv_heads * ctx * hp.head_dim,
+            scores: hp.n_heads * b * ctx,
+            vocab: hp.vocab_size,
+        }
+    }
+
+    /// Bytes of a scratch allocated with these lengths.
+    pub fn bytes(&self) -> usize {
+        // x, xb, q, qt, qh, att; k, v, kt, vt; gate, up, hb; proj; kf, vf; scores;
+        // logits_t, logits (as in `Scratch::new`).
+        let f32s = self.x
+            + self.xb
+            + 4 * self.q
+            + 4 * self.kv
+            + 3 * self.ffn
+            + self.proj
+            + 2 * self.kvf
+            + self.scores
+            + 2 * self.vocab;
+        4 * f32s + self.xq * std::mem::size_of::<BlockQ8>()
+    }
+}
+
+impl Scratch {
+    pub fn new(hp: &Hparams, ctx: usize, batch: usize) -> Self {
+        let l = ScratchLens::new(hp, ctx, batch);
         let z = |n: usize| vec![0.0f32; n];
         Self {
             batch,
-            x: z(b * hp.dim),
-            xb: z(b * wide),
+            x: z(l.x),
+            xb: z(l.xb),
             xq: vec![
                 BlockQ8 {
                     d: half::f16::ZERO,
                     qs: [0; QK]
                 };
-                b * widest / QK
+                l.xq
             ],
-            q: z(b * hp.q_dim()),
-            k: z(b * hp.kv_dim()),
-            v: z(b * hp.kv_dim()),
-            qt: z(b * hp.q_dim()),
-            kt: z(b * hp.kv_dim()),
-            vt: z(b * hp.kv_dim()),
-            gate: z(b * hp.ffn_dim),
-            up: z(b * hp.ffn_dim),
-            hb: z(b * hp.ffn_dim),
-            proj: z(b * hp.dim),
-            kf: z(hp.n_kv_heads * ctx * hp.head_dim),
-            vf: z(hp.n_kv_heads * ctx * hp.head_dim),
-            qh: z(b * hp.q_dim()),
-            scores: z(hp.n_heads * b * ctx),
-            att: z(b * hp.q_dim()),
-            logits_t: z(hp.vocab_size),
-            logits: z(hp.vocab_size),
+            q: z(l.q),
+            k: z(l.kv),
+            v: z(l.kv),
+            qt: z(l.q),
+            kt: z(l.kv),
+            vt: z(l.kv),
+            gate: z(l.ffn),
+            up: z(l.ffn),
+            hb: z(l.ffn),
+            proj: z(l.proj),
+            kf: z(l.kvf),
+            vf: z(l.kvf),
+            qh: z(l.q),
+            scores: z(l.scores),
+            att: z(l.q),
+            logits_t: z(l.vocab),
+            logits: z(l.vocab),
         }
     }
 
@@ -129,12 +179,26 @@ impl Scratch {
     }
 }
 
-/// How the work is spread: the kernel table and the number of threads of the rayon
-/// pool the forward pass runs in (1 = plain serial code, no rayon at all).
+/// How the work is spread: the kernel table and the thread team (none = plain serial
+/// code on the calling thread).
 #[derive(Clone, Copy)]
 pub(crate) struct Exec<'k> {
     pub kernels: &'k Kernels,
-    pub threads: usize,
+    pub team: Option<&'k Team>,
+}
+
+impl Exec<'_> {
+    fn threads(&self) -> usize {
+        self.team.map_or(1, Team::threads)
+    }
+
+    /// `f(0..n)`, on the team when there is one.
+    fn run(&self, n: usize, f: &(dyn Fn(usize) -> Result<()> + Sync)) -> Result<()> {
+        match self.team {
+            Some(team) => team.run(n, f),
+            None => (0..n).try_for_each(f),
+        }
+    }
 }
 
 /// Which logits a forward call produces.
@@ -197,12 +261,7 @@ pub(crate) fn forward(
             &mut s.kt[..kvd * n],
             &mut s.vt[..kvd * n],
         );
-        join3(
-            ex,
-            || matmul(ex, &l.wq, xq, xb, n, qt),
-            || matmul(ex, &l.wk, xq, xb, n, kt),
-            || matmul(ex, &l.wv, xq, xb, n, vt),
-        )?;
+        matmuls(ex, [(&l.wq, qt), (&l.wk, kt), (&l.wv, vt)], xq, xb, n)?;
         // q/k/v token-major [n][..], plus the Qwen2 biases
         transpose(&s.qt[..qd * n], n, &mut s.q[..n * qd]);
         transpose(&s.kt[..kvd * n], n, &mut s.k[..n * kvd]);
@@ -226,7 +285,7 @@ pub(crate) fn forward(
         let att = &s.xb[..n * qd];
         let xq = quantize(ex, att, &mut s.xq[..n * qd / QK])?;
         // x += Wo·att
-        matmul(ex, &l.wo, xq, att, n, &mut s.proj[..dim * n])?;
+        matmuls(ex, [(&l.wo, &mut s.proj[..dim * n])], xq, att, n)?;
         add_transposed(&mut s.x[..n * dim], &s.proj[..dim * n], n);
 
         // ---- MLP block ----
@@ -242,17 +301,13 @@ pub(crate) fn forward(
         let xq = quantize(ex, xb, &mut s.xq[..n * dim / QK])?;
         // gate = Wg·xb, up = Wu·xb  [ffn][n];  gate = silu(gate)·up (elementwise, any layout)
         let (gate, up) = (&mut s.gate[..ffn * n], &mut s.up[..ffn * n]);
-        join2(
-            ex,
-            || matmul(ex, &l.w_gate, xq, xb, n, gate),
-            || matmul(ex, &l.w_up, xq, xb, n, up),
-        )?;
+        matmuls(ex, [(&l.w_gate, gate), (&l.w_up, up)], xq, xb, n)?;
         ops::swiglu(&mut s.gate[..ffn * n], &s.up[..ffn * n]);
         // hb = gateᵀ  [n][ffn];  x += Wd·hb
         transpose(&s.gate[..ffn * n], n, &mut s.hb[..n * ffn]);
         let hb = &s.hb[..n * ffn];
         let xq = quantize(ex, hb, &mut s.xq[..n * ffn / QK])?;
-        matmul(ex, &l.w_down, xq, hb, n, &mut s.proj[..dim * n])?;
+        matmuls(ex, [(&l.w_down, &mut s.proj[..dim * n])], xq, hb, n)?;
         add_transposed(&mut s.x[..n * dim], &s.proj[..dim * n], n);
     }
 
@@ -280,14 +335,14 @@ pub(crate) fn forward(
     let vocab = hp.vocab_size;
     if m == 1 {
         // [vocab] directly
-        matmul(ex, &w.output, xq, xb, 1, &mut s.logits[..vocab])?;
+        matmuls(ex, [(&w.output, &mut s.logits[..vocab])], xq, xb, 1)?;
     } else {
         // [vocab][m] then [m][vocab]
         if s.logits.len() < m * vocab {
             s.logits.resize(s.batch * vocab, 0.0);
             s.logits_t.resize(s.batch * vocab, 0.0);
         }
-        matmul(ex, &w.output, xq, xb, m, &mut s.logits_t[..vocab * m])?;
+        matmuls(ex, [(&w.output, &mut s.logits_t[..vocab * m])], xq, xb, m)?;
         transpose(&s.logits_t[..vocab * m], m, &mut s.logits[..m * vocab]);
     }
     Ok(())
@@ -325,8 +380,10 @@ fn attention(
     let rows = n * group;
     let scale = 1.0 / (hd as f32).sqrt();
     let kern = ex.kernels;
-    // Parallel only when there is enough work to pay for waking the threads.
-    let par = ex.threads > 1 && len * n * hp.n_heads * hd > 1 << 16;
+    // On the team only when there is enough work to pay for waking it.
+    let on_team = len * n * hp.n_heads * hd > 1 << 16;
+    let serial = Exec { team: None, ..ex };
+    let ex = if on_team { ex } else { serial };
 
     // qh[h][(t, g)][..] = f16(q[t][(h·group + g)·hd..])
     for h in 0..nkv {
@@ -340,26 +397,41 @@ fn attention(
             }
         }
     }
-    let (kt, vf) = (&mut s.kf[..nkv * len * hd], &mut s.vf[..nkv * len * hd]);
-    let load =
-        |(h, (kt, vf)): (usize, (&mut [f32], &mut [f32]))| kv.read_head_t(li, h, len, kt, vf);
-    if par {
-        kt.par_chunks_mut(len * hd)
-            .zip(vf.par_chunks_mut(len * hd))
-            .enumerate()
-            .for_each(load);
-    } else {
-        kt.chunks_mut(len * hd)
-            .zip(vf.chunks_mut(len * hd))
-            .enumerate()
-            .for_each(load);
-    }
+    // kt[h] = [hd][len], vf[h] = [len][hd]: one task per kv head.
+    let (kt, vf) = (
+        Disjoint::new(&mut s.kf[..nkv * len * hd]),
+        Disjoint::new(&mut s.vf[..nkv * len * hd]),
+    );
+    ex.run(nkv, &|h| {
+        // SAFETY: task `h` alone writes head `h`'s part of each buffer.
+        let (kt, vf) = unsafe {
+            (
+                kt.part(h * len * hd, len * hd),
+                vf.part(h * len * hd, len * hd),
+            )
+        };
+        kv.read_head_t(li, h, len, kt, vf);
+        Ok(())
+    })?;
     let (kt, vf) = (&s.kf[..nkv * len * hd], &s.vf[..nkv * len * hd]);
 
-    // One unit: `tb` tokens from `t0` of kv head `h`; `sc` = `[tb·group][len]`,
-    // `q` and `out` = `[tb·group][hd]`.
-    let unit = |h: usize, t0: usize, q: &[f32], sc: &mut [f32], out: &mut [f32]| -> Result<()> {
-        let r = q.len() / hd;
+    // Units of work: kv head `h`, tokens `t0..t0 + tb` (tb ≤ ATT_TOKENS), i.e. rows
+    // `t0·group..(t0 + tb)·group` of the head's `qh`, `scores` and `att`:
+    // `scores = q·kt` (`[tb·group][len]`), softmax, `att = scores·vf` (`[tb·group][hd]`).
+    // The same units run with or without a team, so results do not depend on it.
+    let units = n.div_ceil(ATT_TOKENS);
+    let (sc, att) = (
+        Disjoint::new(&mut s.scores[..nkv * rows * len]),
+        Disjoint::new(&mut s.att[..nkv * rows * hd]),
+    );
+    let qh = &s.qh[..nkv * rows * hd];
+    ex.run(nkv * units, &|u| {
+        let (h, t0) = (u / units, (u % units) * ATT_TOKENS);
+        let tb = ATT_TOKENS.min(n - t0);
+        let (r0, r) = (h * rows + t0 * group, tb * group);
+        let q = &qh[r0 * hd..][..r * hd];
+        // SAFETY: unit `u` alone writes rows `r0..r0 + r` of the scores and outputs.
+        let (sc, out) = unsafe { (sc.part(r0 * len, r * len), att.part(r0 * hd, r * hd)) };
         let (kt, vf) = (
             &kt[h * len * hd..][..len * hd],
             &vf[h * len * hd..][..len * hd],
@@ -375,35 +447,7 @@ fn attention(
         }
         kern.gemm_f32(r, len, hd, sc, vf, out)?;
         Ok(())
-    };
-    let ub = ATT_TOKENS * group;
-    let (qh, sc, att) = (
-        &s.qh[..nkv * rows * hd],
-        &mut s.scores[..nkv * rows * len],
-        &mut s.att[..nkv * rows * hd],
-    );
-    if par {
-        qh.par_chunks(rows * hd)
-            .zip(sc.par_chunks_mut(rows * len))
-            .zip(att.par_chunks_mut(rows * hd))
-            .enumerate()
-            .try_for_each(|(h, ((q, sc), out))| {
-                q.par_chunks(ub * hd)
-                    .zip(sc.par_chunks_mut(ub * len))
-                    .zip(out.par_chunks_mut(ub * hd))
-                    .enumerate()
-                    .try_for_each(|(b, ((q, sc), out))| unit(h, b * ATT_TOKENS, q, sc, out))
-            })?;
-    } else {
-        for (h, ((q, sc), out)) in qh
-            .chunks(rows * hd)
-            .zip(sc.chunks_mut(rows * len))
-            .zip(att.chunks_mut(rows * hd))
-            .enumerate()
-        {
-            unit(h, 0, q, sc, out)?;
-        }
-    }
+    })?;
     // [n_kv][n][group][hd] → [n][n_heads·hd]  (head = h·group + g)
     for h in 0..nkv {
         for t in 0..n {
@@ -420,11 +464,57 @@ fn quantize<'q>(ex: Exec<'_>, x: &[f32], out: &'q mut [BlockQ8]) -> Result<&'q [
     Ok(out)
 }
 
-/// `y = W·X` for `n` tokens, `y[row * n + t]`. `xq` (quantized) feeds packed
-/// matrices, `xf` (`[n][cols]` f32) float ones. Split over row groups when threaded.
-fn matmul(
+/// `y = W·X` for `n` tokens and each of the `M` matrices, `y[row * n + t]`. `xq`
+/// (quantized) feeds packed matrices, `xf` (`[n][cols]` f32) float ones.
+///
+/// On a team, the matrices' rows are cut into ranges of whole row groups, all of one
+/// size, and the ranges of every matrix become one job (so q, k and v, or gate and up,
+/// share one wake-up). Each row is computed by the same kernel code whatever the range
+/// it falls in, so results do not depend on the thread count.
+fn matmuls<const M: usize>(
     ex: Exec<'_>,
+    mats: [(&Matrix<'_>, &mut [f32]); M],
+    xq: &[BlockQ8],
+    xf: &[f32],
+    n: usize,
+) -> Result<()> {
+    let threads = ex.threads();
+    if threads == 1 {
+        for (w, y) in mats {
+            matmul_rows(ex.kernels, w, 0, w.rows(), xq, xf, n, y)?;
+        }
+        return Ok(());
+    }
+    let ws: [&Matrix<'_>; M] = std::array::from_fn(|i| mats[i].0);
+    let groups = ws.map(|w| w.rows().div_ceil(ROWS));
+    let total: usize = groups.iter().sum();
+    let per = total
+        .div_ceil(threads * TASKS_PER_THREAD)
+        .next_multiple_of(2)
+        .max(MIN_TASK_GROUPS);
+    let tasks = groups.map(|g| g.div_ceil(per));
+    let ys = mats.map(|(_, y)| Disjoint::new(y));
+    ex.run(tasks.iter().sum(), &|mut i| {
+        let mut m = 0;
+        while i >= tasks[m] {
+            i -= tasks[m];
+            m += 1;
+        }
+        let rows = ws[m].rows();
+        let (r0, r1) = ((i * per * ROWS).min(rows), ((i + 1) * per * ROWS).min(rows));
+        // SAFETY: task `(m, i)` is the only one writing rows `r0..r1` of output `m`.
+        let y = unsafe { ys[m].part(r0 * n, (r1 - r0) * n) };
+        matmul_rows(ex.kernels, ws[m], r0, r1, xq, xf, n, y)
+    })
+}
+
+/// Rows `r0..r1` of `y = W·X` (`r0` a multiple of [`ROWS`]) into `y` = `[r1 - r0][n]`.
+#[allow(clippy::too_many_arguments)]
+fn matmul_rows(
+    k: &Kernels,
     w: &Matrix<'_>,
+    r0: usize,
+    r1: usize,
     xq: &[BlockQ8],
     xf: &[f32],
     n: usize,
@@ -432,91 +522,45 @@ fn matmul(
 ) -> Result<()> {
     match w {
         Matrix::Packed(p) => {
-            let groups = p.rows().div_ceil(hearth_quant::ROWS);
-            if ex.threads <= 1 || groups < 2 {
-                if n == 1 {
-                    ex.kernels.gemv(p, xq, y)?;
-                } else {
-                    ex.kernels.gemm(p, xq, n, y)?;
-                }
-                return Ok(());
+            let sub: PackedMatrix<'_> = p.row_groups(r0 / ROWS, r1.div_ceil(ROWS));
+            if n == 1 {
+                k.gemv(&sub, xq, y)?;
+            } else {
+                k.gemm(&sub, xq, n, y)?;
             }
-            let per_task = groups.div_ceil(ex.threads * TASKS_PER_THREAD).max(1);
-            y.par_chunks_mut(per_task * hearth_quant::ROWS * n)
-                .enumerate()
-                .try_for_each(|(i, yc)| {
-                    let sub = p.row_groups(i * per_task, (i + 1) * per_task);
-                    if n == 1 {
-                        ex.kernels.gemv(&sub, xq, yc)
-                    } else {
-                        ex.kernels.gemm(&sub, xq, n, yc)
-                    }
-                })?;
-            Ok(())
         }
         Matrix::F32 { cols, data, .. } => {
-            float_matmul(ex, *cols, n, xf, y, |r, x| {
+            float_rows(*cols, r0, n, xf, y, |r, x| {
                 ops::dot(&data[r * cols..(r + 1) * cols], x)
             });
-            Ok(())
         }
         Matrix::F16 { cols, data, .. } => {
-            float_matmul(ex, *cols, n, xf, y, |r, x| {
+            float_rows(*cols, r0, n, xf, y, |r, x| {
                 data[r * cols..(r + 1) * cols]
                     .iter()
                     .zip(x)
                     .map(|(a, b)| a.to_f32() * b)
                     .sum()
             });
-            Ok(())
         }
     }
+    Ok(())
 }
 
-/// The float fallback: `y[r * n + t] = row_dot(r, x[t])`.
-fn float_matmul(
-    ex: Exec<'_>,
+/// The float fallback: `y[(r - r0) * n + t] = row_dot(r, x[t])`.
+fn float_rows(
     cols: usize,
+    r0: usize,
     n: usize,
     xf: &[f32],
     y: &mut [f32],
-    row_dot: impl Fn(usize, &[f32]) -> f32 + Sync,
+    row_dot: impl Fn(usize, &[f32]) -> f32,
 ) {
-    let one = |r: usize, yr: &mut [f32]| {
+    for (i, yr) in y.chunks_mut(n).enumerate() {
         for (t, o) in yr.iter_mut().enumerate() {
-            *o = row_dot(r, &xf[t * cols..(t + 1) * cols]);
+            *o = row_dot(r0 + i, &xf[t * cols..(t + 1) * cols]);
         }
-    };
-    if ex.threads > 1 {
-        y.par_chunks_mut(n)
-            .enumerate()
-            .for_each(|(r, yr)| one(r, yr));
-    } else {
-        y.chunks_mut(n).enumerate().for_each(|(r, yr)| one(r, yr));
     }
-}
-
-fn join2(
-    ex: Exec<'_>,
-    a: impl FnOnce() -> Result<()> + Send,
-    b: impl FnOnce() -> Result<()> + Send,
-) -> Result<()> {
-    if ex.threads > 1 {
-        let (ra, rb) = rayon::join(a, b);
-        ra.and(rb)
-    } else {
-        a()?;
-        b()
-    }
-}
-
-fn join3(
-    ex: Exec<'_>,
-    a: impl FnOnce() -> Result<()> + Send,
-    b: impl FnOnce() -> Result<()> + Send,
-    c: impl FnOnce() -> Result<()> + Send,
-) -> Result<()> {
-    join2(ex, a, || join2(ex, b, c))
 }
 
 /// `dst[t][r] = src[r][t]` for `src` = `[rows][n]`.

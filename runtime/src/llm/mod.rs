@@ -3,7 +3,7 @@
 //! template, streaming generation and perplexity.
 //!
 //! ```text
-//! Engine (shared: weights, kernels, thread pool)
+//! Engine (shared: weights, kernels, thread team)
 //!   └─ Session (one conversation: KV cache, tokens)  ── prefill / decode / sync
 //!        └─ generate(session, prompt, sampler, opts, on_piece)
 //! ```
@@ -17,6 +17,7 @@ mod model;
 pub mod ops;
 pub mod perplexity;
 pub mod sampler;
+mod team;
 pub mod weights;
 
 pub use budget::MemoryEstimate;
