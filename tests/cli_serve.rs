@@ -2,42 +2,15 @@
 //! AsyncTcpClient and the `openai` package (tests/serve/*.py, run with the venv
 //! `scripts/setup-python` makes), plus curl. Needs `scripts/fetch-models` (SmolLM2,
 //! Whisper tiny.en, jfk.wav, the intent templates).
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-fn hearth_home() -> PathBuf {
-    match std::env::var_os("HEARTH_HOME").filter(|h| !h.is_empty()) {
-        Some(h) => PathBuf::from(h),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/hearth"),
-    }
-}
-
-fn fetched(rel: &str) -> PathBuf {
-    let p = hearth_home().join(rel);
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-models",
-        p.display()
-    );
-    p
-}
-
-fn python() -> PathBuf {
-    let p = hearth_home().join("venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/setup-python",
-        p.display()
-    );
-    p
-}
-
-fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
+use common::{fetched, hearth, python, repo, temp_dir};
 
 const API_KEY: &str = "test-key-1234";
 
@@ -61,7 +34,7 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("serve.toml");
         std::fs::write(&cfg, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        let mut child = hearth()
             .arg("serve")
             .arg("--config")
             .arg(&cfg)
@@ -136,9 +109,41 @@ fn run_py(script: &str, args: &[&str]) -> Output {
     out
 }
 
+/// The sample home plus a shell action that appends "INTENT SLOTS-JSON" lines to `log`.
+fn home_with_shell_action(dir: &Path, log: &Path) -> PathBuf {
+    let mut yaml = std::fs::read_to_string(repo("examples/home.yaml")).unwrap();
+    assert!(
+        !yaml.contains("\nactions:"),
+        "examples/home.yaml grew actions"
+    );
+    yaml.push_str(&format!(
+        "\nactions:\n  - type: shell\n    command: [sh, -c, 'printf \"%s %s\\n\" \"$HEARTH_INTENT\" \"$HEARTH_SLOT_AREA\" >> \"$0\"', {}]\n",
+        serde_json::to_string(log.to_str().unwrap()).unwrap()
+    ));
+    let home = dir.join("home.yaml");
+    std::fs::write(&home, yaml).unwrap();
+    home
+}
+
+/// "turn on the kitchen light" in espeak-ng's voice (22.05 kHz: resampled on the way).
+fn spoken_command(dir: &Path) -> PathBuf {
+    let wav = dir.join("kitchen.wav");
+    let status = Command::new("espeak-ng")
+        .arg("-w")
+        .arg(&wav)
+        .arg("turn on the kitchen light")
+        .status()
+        .unwrap_or_else(|e| panic!("espeak-ng: {e}: run scripts/setup-deps"));
+    assert!(status.success());
+    wav
+}
+
 #[test]
 fn wyoming_with_the_wyoming_client_and_bad_input() {
-    let home = repo("examples/home.yaml");
+    let dir = temp_dir("serve-wyoming");
+    let log = dir.join("actions.log");
+    let home = home_with_shell_action(&dir, &log);
+    let command = spoken_command(&dir);
     let s = Server::start(
         &[
             "--home",
@@ -152,10 +157,16 @@ fn wyoming_with_the_wyoming_client_and_bad_input() {
     );
     let port = s.wyoming.unwrap().to_string();
     let jfk = fetched("audio/jfk.wav");
-    run_py("wyoming_client.py", &[&port, jfk.to_str().unwrap()]);
+    let args = [&port, jfk.to_str().unwrap(), command.to_str().unwrap()];
+    run_py("wyoming_client.py", &args);
+    // The two commands handled (typed, then spoken) ran the home's action; recognize and
+    // the unknown sentence did not.
+    let actions = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(actions, "HassTurnOn Kitchen\nHassTurnOn Kitchen\n");
     run_py("wyoming_bad.py", &[&port]);
     // Still serving after all of that.
-    run_py("wyoming_client.py", &[&port, jfk.to_str().unwrap()]);
+    run_py("wyoming_client.py", &args);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -169,6 +180,8 @@ fn http_with_the_openai_client_curl_and_load() {
             API_KEY,
             "--model",
             model.to_str().unwrap(),
+            "--model",
+            &format!("smol-b={}", model.display()),
             "--queue",
             "2",
         ],
@@ -192,7 +205,7 @@ fn http_with_the_openai_client_curl_and_load() {
     .unwrap();
 
     // Greedy chat over HTTP = `hearth run` greedy on the same model and prompt.
-    let run = Command::new(env!("CARGO_BIN_EXE_hearth"))
+    let run = hearth()
         .args(["run", model.to_str().unwrap(), "-p", prompt, "--temp", "0"])
         .args(["-n", n, "--json", "--threads", "2"])
         .output()
@@ -221,7 +234,11 @@ fn http_with_the_openai_client_curl_and_load() {
         "hearth_llm_queue_wait_seconds_count",
         "hearth_llm_generation_seconds_bucket",
         "hearth_asr_seconds_count 1",
-        "hearth_http_responses_total{route=\"/v1/chat/completions\",status=\"200\"} 2",
+        "hearth_http_responses_total{route=\"/v1/chat/completions\",status=\"200\"} 3",
+        "hearth_http_responses_total{route=\"/v1/chat/completions\",status=\"404\"} 1",
+        // The second model has its own queue and series: the one chat sent to it.
+        "hearth_llm_requests_total{model=\"smol-b\"} 1",
+        "hearth_llm_queue_capacity{model=\"smol-b\"} 2",
         "hearth_http_responses_total{route=\"/v1/models\",status=\"401\"} 1",
     ] {
         assert!(metrics.contains(name), "{name} not in:\n{metrics}");
@@ -236,8 +253,8 @@ fn http_with_the_openai_client_curl_and_load() {
         .unwrap();
     assert!(tps > 0.0, "{tps}");
 
-    let dir = tempfile::tempdir().unwrap();
-    let big = dir.path().join("big.json");
+    let dir = temp_dir("serve-http");
+    let big = dir.join("big.json");
     let mut f = std::fs::File::create(&big).unwrap();
     write!(f, "{{\"prompt\": \"{}\"}}", "a".repeat(2 << 20)).unwrap();
     drop(f);
@@ -266,11 +283,12 @@ fn http_with_the_openai_client_curl_and_load() {
 
     run_py("load.py", &[&base, API_KEY, "60"]);
     assert_eq!(s.curl("/health", &[]).0, 200, "alive after the load");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn refuses_unauthenticated_non_loopback_http() {
-    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+    let out = hearth()
         .args(["serve", "--http", "0.0.0.0:0"])
         .env_remove("HEARTH_API_KEY")
         .output()
@@ -281,7 +299,7 @@ fn refuses_unauthenticated_non_loopback_http() {
         err.contains("non-loopback") && err.contains("API key"),
         "{err}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+    let out = hearth()
         .arg("serve")
         .env_remove("HEARTH_API_KEY")
         .output()

@@ -1,34 +1,8 @@
 //! `hearth transcribe` and `hearth whisper import` end to end.
 //! Needs `scripts/fetch-models` (Whisper tiny.en, jfk.wav).
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-fn hearth_home() -> PathBuf {
-    match std::env::var_os("HEARTH_HOME").filter(|h| !h.is_empty()) {
-        Some(h) => PathBuf::from(h),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/hearth"),
-    }
-}
-
-fn fetched(rel: &str) -> PathBuf {
-    let p = hearth_home().join(rel);
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-models",
-        p.display()
-    );
-    p
-}
-
-fn hearth() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hearth"))
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("hearth-cli-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::{fetched, hearth, temp_dir};
 
 #[test]
 fn json_output_per_file_and_bad_files_reported() {

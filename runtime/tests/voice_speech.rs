@@ -1,26 +1,15 @@
 //! Real speech through the imported tiny.en model: jfk.wav, pocketsphinx's LibriVox clips
 //! (word error rate), an espeak-ng command, silence.
 //! Needs `scripts/fetch-models` (model, jfk.wav) and `scripts/setup-deps` (clips, espeak-ng).
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hearth_runtime::voice::{load_audio, Transcriber, TranscriberOptions, SAMPLE_RATE};
 
-fn hearth_home() -> PathBuf {
-    match std::env::var_os("HEARTH_HOME").filter(|h| !h.is_empty()) {
-        Some(h) => PathBuf::from(h),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/hearth"),
-    }
-}
+#[path = "../../tests/common/paths.rs"]
+#[allow(dead_code)]
+mod paths;
 
-fn fetched(rel: &str) -> PathBuf {
-    let p = hearth_home().join(rel);
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-models",
-        p.display()
-    );
-    p
-}
+use paths::{fetched, temp_dir};
 
 fn transcriber() -> Transcriber {
     let opts = TranscriberOptions {
@@ -144,8 +133,7 @@ fn librivox_word_error_rate() {
 
 #[test]
 fn espeak_command_with_and_without_home_prompt() {
-    let dir = std::env::temp_dir().join(format!("hearth-voice-speech-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("voice-speech");
     let wav = dir.join("kitchen.wav");
     // espeak-ng writes 22050 Hz mono: exercises the resampler on real speech.
     let status = std::process::Command::new("espeak-ng")

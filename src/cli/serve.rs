@@ -11,7 +11,7 @@ pub struct ServeArgs {
     /// TOML settings (keys: docs/serve.md).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Home file for intent recognition (Wyoming `recognize`).
+    /// Home file: intents and actions for Wyoming `recognize` and the handle path.
     #[arg(long)]
     pub home: Option<PathBuf>,
     /// Wyoming address, e.g. tcp://127.0.0.1:10300.
@@ -20,9 +20,10 @@ pub struct ServeArgs {
     /// HTTP address, e.g. 127.0.0.1:8080.
     #[arg(long)]
     pub http: Option<String>,
-    /// LLM (.hearth; default: $HEARTH_HOME/models/smollm2-135m-instruct.hearth).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
+    /// LLM, `PATH` or `NAME=PATH` (.hearth; repeatable, the first is the default; default:
+    /// $HEARTH_HOME/models/smollm2-135m-instruct.hearth). Replaces the config's `llm`.
+    #[arg(long, value_name = "[NAME=]PATH")]
+    pub model: Vec<String>,
     /// Whisper ggml model (default: $HEARTH_HOME/models/ggml-tiny.en.bin).
     #[arg(long)]
     pub whisper: Option<PathBuf>,
@@ -53,7 +54,9 @@ pub fn run(a: ServeArgs) -> Result<()> {
     set(&mut c.home, a.home);
     set(&mut c.wyoming, a.wyoming);
     set(&mut c.http, a.http);
-    set(&mut c.llm, a.model);
+    if !a.model.is_empty() {
+        c.llm = a.model;
+    }
     set(&mut c.whisper, a.whisper);
     set(&mut c.api_key, a.api_key);
     set(&mut c.threads, a.threads);
@@ -62,15 +65,18 @@ pub fn run(a: ServeArgs) -> Result<()> {
     }
     // Default models when none are named: those scripts/fetch-models puts in place, if there.
     let models = super::hearth_home().join("models");
-    if c.llm.is_none() && c.http.is_some() {
-        c.llm = Some(models.join("smollm2-135m-instruct.hearth")).filter(|p| p.exists());
+    let default_llm = models.join("smollm2-135m-instruct.hearth");
+    if c.llm.is_empty() && c.http.is_some() && default_llm.exists() {
+        c.llm = vec![default_llm.to_string_lossy().into_owned()];
     }
     if c.whisper.is_none() {
         c.whisper = Some(super::transcribe::default_model()).filter(|p| p.exists());
     }
-    for (what, p) in [("LLM", &c.llm), ("Whisper model", &c.whisper)] {
+    let llm = (!c.llm.is_empty()).then(|| c.llm.join(", "));
+    let whisper = c.whisper.as_ref().map(|p| p.display().to_string());
+    for (what, p) in [("LLM", llm), ("Whisper model", whisper)] {
         match p {
-            Some(p) => tracing::info!("{what}: {}", p.display()),
+            Some(p) => tracing::info!("{what}: {p}"),
             None => eprintln!("hearth serve: no {what} (run scripts/fetch-models, or name one)"),
         }
     }

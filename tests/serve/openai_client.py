@@ -13,7 +13,8 @@ from openai import OpenAI
 def main(base, key, wav, prompt, n):
     client = OpenAI(base_url=base, api_key=key, max_retries=0, timeout=300)
     models = [m.id for m in client.models.list()]
-    assert models == ["smollm2-135m-instruct"], models
+    # Two models: the default, and the same file served as "smol-b" with its own queue.
+    assert models == ["smollm2-135m-instruct", "smol-b"], models
     model = models[0]
     messages = [{"role": "user", "content": prompt}]
 
@@ -33,6 +34,17 @@ def main(base, key, wav, prompt, n):
     assert "".join(pieces) == text, (pieces, text)
     assert finish == r.choices[0].finish_reason, finish
     assert len([p for p in pieces if p]) > 1, pieces  # really streamed, piece by piece
+
+    # `model` selects: the same weights under the other name give the same greedy reply.
+    b = client.chat.completions.create(model="smol-b", messages=messages, temperature=0, max_tokens=n)
+    assert b.model == "smol-b" and r.model == model, (b.model, r.model)
+    assert b.choices[0].message.content == text, (b, text)
+    try:
+        client.chat.completions.create(model="gpt-17", messages=messages, max_tokens=1)
+        raise AssertionError("an unknown model was served")
+    except openai.NotFoundError as e:
+        assert e.status_code == 404 and e.code == "model_not_found", e.body
+        assert e.body["type"] == "invalid_request_error" and "gpt-17" in e.body["message"], e.body
 
     c = client.completions.create(model=model, prompt="The capital of France is", temperature=0, max_tokens=8)
     assert c.choices[0].text.strip(), c

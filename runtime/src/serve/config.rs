@@ -10,8 +10,14 @@ use crate::{Error, Result};
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeConfig {
-    /// Hearth model file for `/v1/chat/completions` and `/v1/completions`.
-    pub llm: Option<PathBuf>,
+    /// Hearth model files for `/v1/chat/completions` and `/v1/completions`: one
+    /// `PATH` / `NAME=PATH` string or a list of them (the first is the default model).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub llm: Vec<String>,
+    /// Whether the Wyoming handle path may ask the (default) LLM when no template
+    /// matches, as `hearth assist` does.
+    #[serde(default = "yes")]
+    pub assist_llm: bool,
     /// whisper.cpp ggml model for Wyoming `transcribe` and `/v1/audio/transcriptions`.
     pub whisper: Option<PathBuf>,
     /// Home file for intent recognition (Wyoming `recognize` and `transcript`).
@@ -37,7 +43,8 @@ pub struct ServeConfig {
 impl Default for ServeConfig {
     fn default() -> Self {
         Self {
-            llm: None,
+            llm: Vec::new(),
+            assist_llm: true,
             whisper: None,
             home: None,
             intents: None,
@@ -53,6 +60,59 @@ impl Default for ServeConfig {
 
 fn default_lang() -> String {
     "en".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `llm = "a.hearth"` or `llm = ["a.hearth", "b=b.hearth"]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// One LLM to serve: the name clients select it by, and its file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSpec {
+    /// `model` in requests, `id` in `/v1/models`.
+    pub name: String,
+    /// The Hearth model file.
+    pub path: PathBuf,
+}
+
+impl ModelSpec {
+    /// `NAME=PATH`, or `PATH` (named by the file's stem).
+    pub fn parse(spec: &str) -> Result<ModelSpec> {
+        let (name, path) = match spec.split_once('=') {
+            Some((n, p)) if !n.is_empty() && !n.contains(['/', '\\']) => (n.to_string(), p),
+            _ => {
+                let stem = Path::new(spec)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned());
+                (stem.unwrap_or_default(), spec)
+            }
+        };
+        if name.is_empty() || path.is_empty() {
+            return Err(Error::Invalid(format!(
+                "model {spec:?}: give PATH or NAME=PATH"
+            )));
+        }
+        Ok(ModelSpec {
+            name,
+            path: PathBuf::from(path),
+        })
+    }
 }
 
 /// Bounds on what one client may ask for.
@@ -75,6 +135,9 @@ pub struct Limits {
     pub audio_seconds: u32,
     /// Seconds to wait for the rest of a Wyoming event once its header has arrived.
     pub wyoming_read_timeout_s: u64,
+    /// A streamed transcript decodes the audio so far every this many seconds of new
+    /// audio, when Whisper is idle (0: only the final decode).
+    pub partial_seconds: f32,
 }
 
 impl Default for Limits {
@@ -88,6 +151,7 @@ impl Default for Limits {
             wyoming_payload_bytes: 1 << 20,
             audio_seconds: 120,
             wyoming_read_timeout_s: 30,
+            partial_seconds: 2.0,
         }
     }
 }
@@ -98,6 +162,24 @@ impl ServeConfig {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         toml::from_str(&text).map_err(|e| Error::Format(format!("{}: {e}", path.display())))
+    }
+
+    /// The LLMs to serve, in order (the first is the default); names are unique.
+    pub fn models(&self) -> Result<Vec<ModelSpec>> {
+        let specs = self
+            .llm
+            .iter()
+            .map(|s| ModelSpec::parse(s))
+            .collect::<Result<Vec<_>>>()?;
+        for (i, m) in specs.iter().enumerate() {
+            if specs[..i].iter().any(|o| o.name == m.name) {
+                return Err(Error::Invalid(format!(
+                    "two models are named {:?}: name one NAME=PATH",
+                    m.name
+                )));
+            }
+        }
+        Ok(specs)
     }
 
     /// The HTTP address, resolved.
@@ -123,6 +205,7 @@ impl ServeConfig {
     /// Checks the combination before anything is loaded: at least one service, sane
     /// limits, and no unauthenticated HTTP on a non-loopback address.
     pub fn validate(&self) -> Result<()> {
+        self.models()?;
         let http = self.http_addr()?;
         let wyoming = self.wyoming_addr()?;
         if http.is_none() && wyoming.is_none() {
@@ -144,6 +227,9 @@ impl ServeConfig {
             return Err(Error::Invalid(
                 "limits.queue, limits.max_tokens and limits.http_body_bytes must be > 0".into(),
             ));
+        }
+        if !(l.partial_seconds >= 0.0 && l.partial_seconds.is_finite()) {
+            return Err(Error::Invalid("limits.partial_seconds must be ≥ 0".into()));
         }
         if l.wyoming_line_bytes < 256 || l.wyoming_payload_bytes < 1024 {
             return Err(Error::Invalid(
@@ -183,5 +269,20 @@ mod tests {
         keyed.validate().unwrap();
         assert!(toml::from_str::<ServeConfig>("htp = \"x\"").is_err());
         assert!(ServeConfig::default().validate().is_err());
+    }
+
+    #[test]
+    fn one_or_several_models() {
+        let c: ServeConfig = toml::from_str("llm = \"m/a.hearth\"").unwrap();
+        assert_eq!(c.models().unwrap()[0].name, "a");
+        let c: ServeConfig = toml::from_str("llm = [\"m/a.hearth\", \"b=m/a.hearth\"]").unwrap();
+        let m = c.models().unwrap();
+        assert_eq!(
+            (m[1].name.as_str(), m[1].path.as_path()),
+            ("b", Path::new("m/a.hearth"))
+        );
+        let c: ServeConfig = toml::from_str("llm = [\"m/a.hearth\", \"x/a.hearth\"]").unwrap();
+        assert!(c.models().unwrap_err().to_string().contains("two models"));
+        assert!(ModelSpec::parse("a=").is_err() && ModelSpec::parse("").is_err());
     }
 }

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::queue::{CancelOnDrop, Job, JobEvent, Summary};
-use super::{AsrError, Llm, Services};
+use super::{Llm, Services, TaskError};
 use crate::llm::{ChatMessage, ChatTemplate, GenerateOptions, Role, SamplerConfig, StopReason};
 use crate::{Error, Result};
 
@@ -44,12 +44,17 @@ pub async fn serve(listener: TcpListener, services: Arc<Services>) -> Result<()>
         .map_err(|e| Error::io("serving HTTP", e))
 }
 
-/// An error in OpenAI's shape: `{"error": {"message", "type", "code"}}`.
-struct ApiError(StatusCode, String);
+/// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`; the
+/// code is the status unless a named one is given (`model_not_found`).
+struct ApiError(StatusCode, String, Option<&'static str>);
 
 impl ApiError {
+    fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        ApiError(status, msg.into(), None)
+    }
+
     fn bad(msg: impl Into<String>) -> Self {
-        ApiError(StatusCode::BAD_REQUEST, msg.into())
+        Self::new(StatusCode::BAD_REQUEST, msg)
     }
 }
 
@@ -61,9 +66,10 @@ impl IntoResponse for ApiError {
             s if s.is_server_error() => "server_error",
             _ => "invalid_request_error",
         };
+        let code = self.2.map_or_else(|| json!(self.0.as_u16()), |c| json!(c));
         let mut r = (
             self.0,
-            Json(json!({"error": {"message": self.1, "type": kind, "code": self.0.as_u16()}})),
+            Json(json!({"error": {"message": self.1, "type": kind, "param": null, "code": code}})),
         )
             .into_response();
         if self.0 == StatusCode::TOO_MANY_REQUESTS || self.0 == StatusCode::SERVICE_UNAVAILABLE {
@@ -89,9 +95,9 @@ async fn gatekeeper(State(s): State<AppState>, req: Request, next: Next) -> Resp
         .find(|r| *r == req.uri().path())
         .unwrap_or("other");
     let resp = match s.config.api_key.as_deref().filter(|k| !k.is_empty()) {
-        Some(key) if route != "/health" && !authorized(&req, key) => ApiError(
+        Some(key) if route != "/health" && !authorized(&req, key) => ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "missing or wrong API key (Authorization: Bearer …)".into(),
+            "missing or wrong API key (Authorization: Bearer …)",
         )
         .into_response(),
         _ => next.run(req).await,
@@ -119,9 +125,10 @@ fn authorized(req: &Request, key: &str) -> bool {
 async fn health(State(s): State<AppState>) -> Json<Value> {
     Json(json!({
         "status": "ok",
-        "llm": s.llm.as_ref().map(|l| &l.id),
+        "llm": s.llm(None).map(|l| &l.id),
+        "models": s.llms.iter().map(|l| &l.id).collect::<Vec<_>>(),
         "asr": s.asr.is_some(),
-        "intents": s.intents.is_some(),
+        "intents": s.assist.is_some(),
     }))
 }
 
@@ -134,7 +141,7 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 
 async fn models(State(s): State<AppState>) -> Json<Value> {
     let data: Vec<Value> = s
-        .llm
+        .llms
         .iter()
         .map(|l| json!({"id": l.id, "object": "model", "created": 0, "owned_by": "hearth"}))
         .collect();
@@ -145,6 +152,8 @@ async fn models(State(s): State<AppState>) -> Json<Value> {
 /// clients send many).
 #[derive(Deserialize)]
 struct Params {
+    /// Which loaded model (absent: the default one).
+    model: Option<String>,
     #[serde(default)]
     stream: bool,
     max_tokens: Option<usize>,
@@ -207,17 +216,35 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, 
     serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("bad request body: {e}")))
 }
 
-fn llm(s: &Services) -> std::result::Result<&Llm, ApiError> {
-    s.llm.as_ref().ok_or(ApiError(
-        StatusCode::NOT_FOUND,
-        "no language model loaded (start hearth serve with one)".into(),
-    ))
+/// The model the request names; 404 in OpenAI's shape for one that is not loaded.
+fn llm<'a>(s: &'a Services, p: &Params) -> std::result::Result<&'a Llm, ApiError> {
+    if s.llms.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no language model loaded (start hearth serve with one)",
+        ));
+    }
+    s.llm(p.model.as_deref()).ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "The model `{}` does not exist (loaded: {})",
+                p.model.as_deref().unwrap_or(""),
+                s.llms
+                    .iter()
+                    .map(|l| l.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Some("model_not_found"),
+        )
+    })
 }
 
 async fn chat(State(s): State<AppState>, body: Bytes) -> Response {
     let r = async {
         let req: ChatRequest = parse(&body)?;
-        let llm = llm(&s)?;
+        let llm = llm(&s, &req.params)?;
         let msgs = req
             .messages
             .into_iter()
@@ -240,7 +267,7 @@ async fn chat(State(s): State<AppState>, body: Bytes) -> Response {
             return Err(ApiError::bad("messages is empty"));
         }
         let tpl = ChatTemplate::from_model(llm.engine.info().chat_template.as_deref())
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         let prompt = tokenize(llm, &tpl.render(&msgs, true))?;
         respond(&s, llm, prompt, &req.params, Kind::Chat, usize::MAX).await
     }
@@ -251,7 +278,7 @@ async fn chat(State(s): State<AppState>, body: Bytes) -> Response {
 async fn completions(State(s): State<AppState>, body: Bytes) -> Response {
     let r = async {
         let req: CompletionRequest = parse(&body)?;
-        let llm = llm(&s)?;
+        let llm = llm(&s, &req.params)?;
         let text = match req.prompt {
             Prompt::One(t) => t,
             Prompt::Many(mut v) if v.len() == 1 => v.remove(0),
@@ -332,7 +359,7 @@ async fn respond(
     let prompt_tokens = prompt.len();
     let (job, rx, guard) = Job::new(prompt, sampler, opts);
     llm.queue.submit(job).map_err(|_| {
-        ApiError(
+        ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             format!(
                 "the model's queue is full ({} waiting); try again shortly",
@@ -394,7 +421,7 @@ async fn collect(
     };
     let sum = match summary {
         Ok(s) => s,
-        Err(e) => return ApiError(StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+        Err(e) => return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
     };
     let choice = match head.kind {
         Kind::Chat => json!({
@@ -499,22 +526,24 @@ fn chunk(h: &Head, piece: Option<&str>, finish: Option<&str>, first: bool) -> Ss
 
 async fn transcriptions(State(s): State<AppState>, mut form: Multipart) -> Response {
     let r = async {
-        let asr = s.asr.as_ref().ok_or(ApiError(
-            StatusCode::NOT_FOUND,
-            "no Whisper model loaded (start hearth serve with one)".into(),
-        ))?;
+        let asr = s.asr.as_ref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no Whisper model loaded (start hearth serve with one)",
+            )
+        })?;
         let mut audio = None;
         let mut format = String::from("json");
         while let Some(field) = form
             .next_field()
             .await
-            .map_err(|e| ApiError(e.status(), e.body_text()))?
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?
         {
             let name = field.name().unwrap_or("").to_string();
             let bytes = field
                 .bytes()
                 .await
-                .map_err(|e| ApiError(e.status(), e.body_text()))?;
+                .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
             match name.as_str() {
                 "file" => audio = Some(bytes),
                 "response_format" => format = String::from_utf8_lossy(&bytes).into_owned(),
@@ -525,11 +554,11 @@ async fn transcriptions(State(s): State<AppState>, mut form: Multipart) -> Respo
         let decoded = crate::voice::decode_wav(std::io::Cursor::new(bytes))
             .map_err(|e| ApiError::bad(format!("file: {e} (send a WAV file)")))?;
         let text = asr.transcribe(decoded.samples).await.map_err(|e| match e {
-            AsrError::Busy => ApiError(
+            TaskError::Busy => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "too many transcriptions waiting".into(),
+                "too many transcriptions waiting",
             ),
-            AsrError::Failed(m) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, m),
+            TaskError::Failed(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m),
         })?;
         Ok(match format.as_str() {
             "text" => text.into_response(),

@@ -38,9 +38,9 @@ impl Histogram {
         h.sum += s;
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str, labels: &str) {
+    /// The series' lines (the caller writes `# HELP`/`# TYPE` once per name).
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
         let h = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         let sep = if labels.is_empty() { "" } else { "," };
         for (c, le) in h.counts.iter().zip(BUCKETS) {
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {c}");
@@ -56,13 +56,11 @@ impl Histogram {
     }
 }
 
-/// Everything `/metrics` reports. Shared by the HTTP and Wyoming sides.
+/// One model's generation metrics (the `model` label).
 #[derive(Default)]
-pub struct Metrics {
-    /// The LLM's name (the `model` label).
+pub struct LlmMetrics {
+    /// The model's name.
     pub model: String,
-    /// HTTP responses by (route, status).
-    http: Mutex<BTreeMap<(String, u16), u64>>,
     /// Generation requests waiting in the queue (not yet running).
     pub queue_depth: AtomicI64,
     /// The queue's capacity.
@@ -81,6 +79,34 @@ pub struct Metrics {
     /// Time from enqueue to start, and time spent generating.
     pub queue_wait: Histogram,
     pub generation: Histogram,
+}
+
+impl LlmMetrics {
+    /// Empty metrics of the model `model`.
+    pub fn new(model: &str) -> Self {
+        Self {
+            model: model.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// Sets the last generation's decode speed.
+    pub fn set_tokens_per_s(&self, tps: f64) {
+        self.last_tokens_per_s.store(tps.to_bits(), Relaxed);
+    }
+
+    fn label(&self) -> String {
+        format!("model=\"{}\"", self.model.replace(['"', '\\', '\n'], "_"))
+    }
+}
+
+/// Everything `/metrics` reports. Shared by the HTTP and Wyoming sides.
+#[derive(Default)]
+pub struct Metrics {
+    /// Per model, in the order they were loaded.
+    pub llms: Vec<std::sync::Arc<LlmMetrics>>,
+    /// HTTP responses by (route, status).
+    http: Mutex<BTreeMap<(String, u16), u64>>,
     /// Speech-to-text wall time, and seconds of audio transcribed.
     pub asr: Histogram,
     asr_audio_ms: AtomicU64,
@@ -89,11 +115,70 @@ pub struct Metrics {
     pub wyoming_events: AtomicU64,
 }
 
+/// A per-model series: name, type, help, value.
+type Series = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&LlmMetrics) -> String,
+);
+
+const LLM_SERIES: [Series; 8] = [
+    (
+        "hearth_llm_queue_depth",
+        "gauge",
+        "Generation requests waiting for the model.",
+        |m| m.queue_depth.load(Relaxed).max(0).to_string(),
+    ),
+    (
+        "hearth_llm_queue_capacity",
+        "gauge",
+        "Most generation requests that may wait.",
+        |m| m.queue_capacity.load(Relaxed).to_string(),
+    ),
+    (
+        "hearth_llm_rejected_total",
+        "counter",
+        "Generation requests refused because the queue was full.",
+        |m| m.rejected.load(Relaxed).to_string(),
+    ),
+    (
+        "hearth_llm_cancelled_total",
+        "counter",
+        "Generations stopped or skipped because the client went away.",
+        |m| m.cancelled.load(Relaxed).to_string(),
+    ),
+    (
+        "hearth_llm_requests_total",
+        "counter",
+        "Generations run to completion.",
+        |m| m.completed.load(Relaxed).to_string(),
+    ),
+    (
+        "hearth_llm_prompt_tokens_total",
+        "counter",
+        "Prompt tokens evaluated.",
+        |m| m.prompt_tokens.load(Relaxed).to_string(),
+    ),
+    (
+        "hearth_llm_completion_tokens_total",
+        "counter",
+        "Tokens generated.",
+        |m| m.completion_tokens.load(Relaxed).to_string(),
+    ),
+    (
+        "hearth_llm_tokens_per_second",
+        "gauge",
+        "Decode speed of the last generation.",
+        |m| f64::from_bits(m.last_tokens_per_s.load(Relaxed)).to_string(),
+    ),
+];
+
 impl Metrics {
-    /// Empty metrics labelled with the LLM's name.
-    pub fn new(model: &str) -> Self {
+    /// Empty metrics over these models' series.
+    pub fn new(llms: Vec<std::sync::Arc<LlmMetrics>>) -> Self {
         Self {
-            model: model.to_string(),
+            llms,
             ..Default::default()
         }
     }
@@ -102,11 +187,6 @@ impl Metrics {
     pub fn http_response(&self, route: &str, status: u16) {
         let mut m = self.http.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry((route.to_string(), status)).or_default() += 1;
-    }
-
-    /// Sets the last generation's decode speed.
-    pub fn set_tokens_per_s(&self, tps: f64) {
-        self.last_tokens_per_s.store(tps.to_bits(), Relaxed);
     }
 
     /// Adds transcribed audio.
@@ -118,113 +198,58 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut o = String::new();
-        let model = format!("model=\"{}\"", self.model.replace(['"', '\\', '\n'], "_"));
-        let mut line = |name: &str, kind: &str, help: &str, labels: &str, v: String| {
-            let labels = if labels.is_empty() {
-                String::new()
-            } else {
-                format!("{{{labels}}}")
-            };
-            let _ = writeln!(
-                o,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{labels} {v}"
-            );
+        for (name, kind, help, value) in LLM_SERIES {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for m in &self.llms {
+                let _ = writeln!(o, "{name}{{{}}} {}", m.label(), value(m));
+            }
+        }
+        let mut line = |name: &str, kind: &str, help: &str, v: String| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         };
-        line(
-            "hearth_llm_queue_depth",
-            "gauge",
-            "Generation requests waiting for the model.",
-            &model,
-            self.queue_depth.load(Relaxed).max(0).to_string(),
-        );
-        line(
-            "hearth_llm_queue_capacity",
-            "gauge",
-            "Most generation requests that may wait.",
-            &model,
-            self.queue_capacity.load(Relaxed).to_string(),
-        );
-        line(
-            "hearth_llm_rejected_total",
-            "counter",
-            "Generation requests refused because the queue was full.",
-            &model,
-            self.rejected.load(Relaxed).to_string(),
-        );
-        line(
-            "hearth_llm_cancelled_total",
-            "counter",
-            "Generations stopped or skipped because the client went away.",
-            &model,
-            self.cancelled.load(Relaxed).to_string(),
-        );
-        line(
-            "hearth_llm_requests_total",
-            "counter",
-            "Generations run to completion.",
-            &model,
-            self.completed.load(Relaxed).to_string(),
-        );
-        line(
-            "hearth_llm_prompt_tokens_total",
-            "counter",
-            "Prompt tokens evaluated.",
-            &model,
-            self.prompt_tokens.load(Relaxed).to_string(),
-        );
-        line(
-            "hearth_llm_completion_tokens_total",
-            "counter",
-            "Tokens generated.",
-            &model,
-            self.completion_tokens.load(Relaxed).to_string(),
-        );
-        line(
-            "hearth_llm_tokens_per_second",
-            "gauge",
-            "Decode speed of the last generation.",
-            &model,
-            f64::from_bits(self.last_tokens_per_s.load(Relaxed)).to_string(),
-        );
         line(
             "hearth_asr_audio_seconds_total",
             "counter",
             "Seconds of audio transcribed.",
-            "",
             (self.asr_audio_ms.load(Relaxed) as f64 / 1e3).to_string(),
         );
         line(
             "hearth_wyoming_connections",
             "gauge",
             "Open Wyoming connections.",
-            "",
             self.wyoming_connections.load(Relaxed).to_string(),
         );
         line(
             "hearth_wyoming_events_total",
             "counter",
             "Wyoming events received.",
-            "",
             self.wyoming_events.load(Relaxed).to_string(),
         );
-        self.queue_wait.render(
-            &mut o,
-            "hearth_llm_queue_wait_seconds",
-            "Time a generation request waited for the model.",
-            &model,
+        type Pick = fn(&LlmMetrics) -> &Histogram;
+        let hists: [(&str, &str, Pick); 2] = [
+            (
+                "hearth_llm_queue_wait_seconds",
+                "Time a generation request waited for the model.",
+                |m| &m.queue_wait,
+            ),
+            (
+                "hearth_llm_generation_seconds",
+                "Time spent generating (prompt + decode).",
+                |m| &m.generation,
+            ),
+        ];
+        for (name, help, pick) in hists {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for m in &self.llms {
+                pick(m).render(&mut o, name, &m.label());
+            }
+        }
+        let name = "hearth_asr_seconds";
+        let _ = writeln!(
+            o,
+            "# HELP {name} Speech-to-text time per request.\n# TYPE {name} histogram"
         );
-        self.generation.render(
-            &mut o,
-            "hearth_llm_generation_seconds",
-            "Time spent generating (prompt + decode).",
-            &model,
-        );
-        self.asr.render(
-            &mut o,
-            "hearth_asr_seconds",
-            "Speech-to-text time per request.",
-            "",
-        );
+        self.asr.render(&mut o, name, "");
         let _ = writeln!(
             o,
             "# HELP hearth_http_responses_total HTTP responses by route and status.\n# TYPE hearth_http_responses_total counter"
@@ -246,9 +271,11 @@ mod tests {
 
     #[test]
     fn histogram_is_cumulative_and_text_is_prometheus() {
-        let m = Metrics::new("m");
-        m.generation.observe(Duration::from_millis(30));
-        m.generation.observe(Duration::from_secs(3));
+        let llm = std::sync::Arc::new(LlmMetrics::new("m"));
+        let other = std::sync::Arc::new(LlmMetrics::new("n"));
+        let m = Metrics::new(vec![llm.clone(), other]);
+        llm.generation.observe(Duration::from_millis(30));
+        llm.generation.observe(Duration::from_secs(3));
         m.http_response("/health", 200);
         let t = m.render();
         assert!(t.contains("hearth_llm_generation_seconds_bucket{model=\"m\",le=\"0.05\"} 1"));
@@ -256,7 +283,13 @@ mod tests {
         assert!(t.contains("hearth_llm_generation_seconds_count{model=\"m\"} 2"));
         assert!(t.contains("hearth_http_responses_total{route=\"/health\",status=\"200\"} 1"));
         assert!(t.contains(
-            "# TYPE hearth_llm_queue_depth gauge\nhearth_llm_queue_depth{model=\"m\"} 0"
+            "# TYPE hearth_llm_queue_depth gauge\nhearth_llm_queue_depth{model=\"m\"} 0\nhearth_llm_queue_depth{model=\"n\"} 0\n"
         ));
+        assert!(t.contains("hearth_llm_generation_seconds_count{model=\"n\"} 0"));
+        assert_eq!(
+            t.matches("# TYPE hearth_llm_generation_seconds histogram")
+                .count(),
+            1
+        );
     }
 }

@@ -15,19 +15,22 @@ use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
-pub use config::{Limits, ServeConfig};
-use metrics::Metrics;
+pub use config::{Limits, ModelSpec, ServeConfig};
+use metrics::{LlmMetrics, Metrics};
 use queue::LlmQueue;
 
-use crate::intent::{default_data_path, IntentEngine};
+use crate::action::{self, Actions};
+use crate::assist::llm::{LlmFallback, LlmOptions};
+use crate::assist::{AssistResult, Assistant};
+use crate::intent::{default_data_path, Home, IntentEngine, IntentMatch};
 use crate::llm::{Engine, EngineOptions};
 use crate::model::ModelFile;
 use crate::voice::{Transcriber, TranscriberOptions};
 use crate::{Error, Result};
 
-/// The loaded LLM and its queue.
+/// One loaded LLM and its own queue.
 pub struct Llm {
-    /// Name clients see in `/v1/models` (the model file's stem).
+    /// Name clients see in `/v1/models` and select with `model`.
     pub id: String,
     /// The engine (tokenizer, chat template).
     pub engine: Engine,
@@ -35,6 +38,41 @@ pub struct Llm {
     pub ctx: usize,
     /// The request queue.
     pub queue: LlmQueue,
+    /// This model's series in `/metrics`.
+    pub metrics: Arc<LlmMetrics>,
+}
+
+/// Why blocking work (speech-to-text, the assistant) was not done.
+#[derive(Debug)]
+pub enum TaskError {
+    /// Too many requests waiting.
+    Busy,
+    /// The work failed.
+    Failed(String),
+}
+
+/// Runs `f` on a blocking thread with `shared` locked, admitted by `gate` (refused at once
+/// when the gate has no permit left: a bounded wait, never an unbounded pile-up).
+async fn on_blocking_thread<S, T>(
+    gate: &Arc<Semaphore>,
+    shared: &Arc<Mutex<S>>,
+    f: impl FnOnce(&mut S) -> T + Send + 'static,
+) -> std::result::Result<T, TaskError>
+where
+    S: Send + 'static,
+    T: Send + 'static,
+{
+    let _permit = gate
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| TaskError::Busy)?;
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut s)
+    })
+    .await
+    .map_err(|e| TaskError::Failed(format!("worker task failed: {e}")))
 }
 
 /// Speech-to-text, shared by both front doors. whisper.cpp keeps one decoding state, so
@@ -45,48 +83,57 @@ pub struct Asr {
     metrics: Arc<Metrics>,
 }
 
-/// Why a transcription was not done.
-#[derive(Debug)]
-pub enum AsrError {
-    /// Too many requests waiting.
-    Busy,
-    /// whisper.cpp failed.
-    Failed(String),
-}
-
 impl Asr {
     /// Transcribes 16 kHz mono samples on a blocking thread.
-    pub async fn transcribe(&self, samples: Vec<f32>) -> std::result::Result<String, AsrError> {
-        let _permit = self
-            .gate
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| AsrError::Busy)?;
-        let t = self.transcriber.clone();
+    pub async fn transcribe(&self, samples: Vec<f32>) -> std::result::Result<String, TaskError> {
         let start = Instant::now();
-        let r = tokio::task::spawn_blocking(move || {
-            let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
+        let r = on_blocking_thread(&self.gate, &self.transcriber, move |t| {
             t.transcribe(&samples)
         })
-        .await
-        .map_err(|e| AsrError::Failed(format!("transcription task failed: {e}")))?
-        .map_err(|e| AsrError::Failed(e.to_string()))?;
+        .await?
+        .map_err(|e| TaskError::Failed(e.to_string()))?;
         self.metrics.asr.observe(start.elapsed());
         self.metrics.asr_audio(r.audio_seconds);
         Ok(r.text)
+    }
+
+    /// Whether nothing is being transcribed or waiting (partial transcripts run only then,
+    /// so they never delay a final one).
+    pub fn idle(&self, capacity: usize) -> bool {
+        self.gate.available_permits() == capacity
+    }
+}
+
+/// The assistant (`hearth assist`'s pipeline: intents → the home's action sinks → the
+/// rendered response), one instance shared by every connection; calls take turns.
+pub struct Assist {
+    assistant: Arc<Mutex<Assistant>>,
+    gate: Arc<Semaphore>,
+}
+
+impl Assist {
+    /// Text → intent → actions → response.
+    pub async fn handle(&self, text: String) -> std::result::Result<AssistResult, TaskError> {
+        on_blocking_thread(&self.gate, &self.assistant, move |a| a.handle_text(&text)).await
+    }
+
+    /// Text → intent only (templates and fuzzy matching; no actions).
+    pub async fn recognize(&self, text: String) -> std::result::Result<IntentMatch, TaskError> {
+        on_blocking_thread(&self.gate, &self.assistant, move |a| {
+            a.intents().recognize(&text)
+        })
+        .await
     }
 }
 
 /// Everything a request handler may use.
 pub struct Services {
-    /// The LLM, when one is loaded.
-    pub llm: Option<Llm>,
+    /// The LLMs, in the config's order (the first is the default).
+    pub llms: Vec<Llm>,
     /// Speech-to-text, when a Whisper model is loaded.
     pub asr: Option<Asr>,
-    /// Intent recognition, when a home file was given.
-    pub intents: Option<Arc<IntentEngine>>,
-    /// Spoken replies for matched intents.
-    pub responses: Responses,
+    /// Intent recognition and handling, when a home file was given.
+    pub assist: Option<Assist>,
     /// Shared metrics.
     pub metrics: Arc<Metrics>,
     /// The settings served with.
@@ -106,16 +153,14 @@ impl Services {
     /// Loads the models the config names. A path that is named must load.
     pub fn load(config: ServeConfig) -> Result<Services> {
         config.validate()?;
-        let llm_id = config
-            .llm
-            .as_deref()
-            .and_then(Path::file_stem)
-            .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
-        let metrics = Arc::new(Metrics::new(&llm_id));
-        let llm = match &config.llm {
-            Some(path) => Some(load_llm(path, llm_id, &config, metrics.clone())?),
-            None => None,
-        };
+        let llms = config
+            .models()?
+            .iter()
+            .map(|m| load_llm(m, &config))
+            .collect::<Result<Vec<_>>>()?;
+        let metrics = Arc::new(Metrics::new(
+            llms.iter().map(|l| l.metrics.clone()).collect(),
+        ));
         let asr = match &config.whisper {
             Some(path) => {
                 let mut opts = TranscriberOptions {
@@ -134,33 +179,30 @@ impl Services {
             }
             None => None,
         };
-        let (intents, responses) = match &config.home {
-            Some(home) => {
-                let data: PathBuf = config
-                    .intents
-                    .clone()
-                    .unwrap_or_else(|| default_data_path(&config.lang));
-                let e = IntentEngine::load(&data, &[], home)?;
-                for w in e.warnings() {
-                    tracing::warn!("intents: {w}");
-                }
-                (Some(Arc::new(e)), Responses::load(&data)?)
-            }
-            None => (None, Responses::default()),
+        let assist = match &config.home {
+            Some(home) => Some(load_assistant(home, &config, llms.first())?),
+            None => None,
         };
         Ok(Services {
-            llm,
+            llms,
             asr,
-            intents,
-            responses,
+            assist,
             metrics,
             config,
         })
     }
+
+    /// The model a request names (`None` or empty: the default, the first loaded).
+    pub fn llm(&self, name: Option<&str>) -> Option<&Llm> {
+        match name.filter(|n| !n.is_empty()) {
+            None => self.llms.first(),
+            Some(n) => self.llms.iter().find(|l| l.id == n),
+        }
+    }
 }
 
-fn load_llm(path: &Path, id: String, config: &ServeConfig, metrics: Arc<Metrics>) -> Result<Llm> {
-    let model = ModelFile::open(path)?;
+fn load_llm(spec: &ModelSpec, config: &ServeConfig) -> Result<Llm> {
+    let model = ModelFile::open(&spec.path)?;
     let mut opts = EngineOptions::default();
     if let Some(t) = config.threads {
         opts.threads = t;
@@ -171,12 +213,40 @@ fn load_llm(path: &Path, id: String, config: &ServeConfig, metrics: Arc<Metrics>
         .ctx
         .unwrap_or(2048)
         .min(engine.hparams().context_length);
-    let queue = LlmQueue::start(engine.clone(), ctx, config.limits.queue, metrics)?;
+    let metrics = Arc::new(LlmMetrics::new(&spec.name));
+    let queue = LlmQueue::start(engine.clone(), ctx, config.limits.queue, metrics.clone())?;
     Ok(Llm {
-        id,
+        id: spec.name.clone(),
         engine,
         ctx,
         queue,
+        metrics,
+    })
+}
+
+/// The home's intents, its `actions:` sinks (stdout JSON lines when it names none, as
+/// `hearth assist`), and the LLM stage on the default model unless `assist_llm = false`.
+fn load_assistant(home_path: &Path, config: &ServeConfig, llm: Option<&Llm>) -> Result<Assist> {
+    let data: PathBuf = config
+        .intents
+        .clone()
+        .unwrap_or_else(|| default_data_path(&config.lang));
+    let engine = IntentEngine::load(&data, &[], home_path)?;
+    for w in engine.warnings() {
+        tracing::warn!("intents: {w}");
+    }
+    let (home, _) = Home::load(home_path)?;
+    let actions = match action::load_config(home_path)? {
+        Some(cfg) => Actions::new(&cfg)?,
+        None => Actions::stdout(),
+    };
+    let mut assistant = Assistant::new(engine, home, actions);
+    if let Some(l) = llm.filter(|_| config.assist_llm) {
+        assistant = assistant.with_llm(LlmFallback::new(l.engine.clone(), LlmOptions::default())?);
+    }
+    Ok(Assist {
+        assistant: Arc::new(Mutex::new(assistant)),
+        gate: Arc::new(Semaphore::new(config.limits.queue + 1)),
     })
 }
 
@@ -216,64 +286,4 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::io(format!("binding {what} to {addr}"), e))
-}
-
-/// The spoken replies of Home Assistant's intents (`responses.intents.<Intent>.<key>` in
-/// the templates file). They are Jinja templates; rendering them properly belongs to
-/// `hearth assist`. Here only plain text and `{{ slots.x }}` are filled in, anything
-/// else falls back to a plain acknowledgement.
-#[derive(Default)]
-pub struct Responses(std::collections::HashMap<(String, String), String>);
-
-impl Responses {
-    /// Reads the responses of a `<lang>.json` templates file (none if it has none).
-    pub fn load(data: &Path) -> Result<Responses> {
-        #[derive(serde::Deserialize)]
-        struct File {
-            #[serde(default)]
-            responses: Option<R>,
-        }
-        #[derive(serde::Deserialize)]
-        struct R {
-            #[serde(default)]
-            intents: std::collections::HashMap<String, std::collections::HashMap<String, String>>,
-        }
-        let text =
-            std::fs::read(data).map_err(|e| Error::io(format!("reading {}", data.display()), e))?;
-        let f: File = serde_json::from_slice(&text)
-            .map_err(|e| Error::Format(format!("{}: {e}", data.display())))?;
-        let mut map = std::collections::HashMap::new();
-        for (intent, keys) in f.responses.map(|r| r.intents).unwrap_or_default() {
-            for (key, tpl) in keys {
-                map.insert((intent.clone(), key), tpl);
-            }
-        }
-        Ok(Responses(map))
-    }
-
-    /// What to say for a matched intent.
-    pub fn speak(&self, m: &crate::intent::IntentMatch) -> String {
-        let Some(intent) = &m.intent else {
-            return "Sorry, I couldn't understand that.".into();
-        };
-        let key = m.response.as_deref().unwrap_or("default");
-        let Some(tpl) = self.0.get(&(intent.clone(), key.to_string())) else {
-            return "Done.".into();
-        };
-        let mut out = tpl.clone();
-        for (name, v) in &m.slots {
-            let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-            for pat in [
-                format!("{{{{ slots.{name} }}}}"),
-                format!("{{{{slots.{name}}}}}"),
-            ] {
-                out = out.replace(&pat, &v);
-            }
-        }
-        if out.contains("{{") || out.contains("{%") {
-            "Done.".into()
-        } else {
-            out.trim().to_string()
-        }
-    }
 }

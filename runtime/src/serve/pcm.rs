@@ -110,6 +110,11 @@ impl Utterance {
         Ok(())
     }
 
+    /// The audio so far at 16 kHz mono (less the resampler's few samples of lookahead).
+    pub fn samples(&self) -> &[f32] {
+        &self.samples
+    }
+
     /// The utterance at 16 kHz mono.
     pub fn finish(mut self) -> Vec<f32> {
         self.resampler.finish(&mut self.samples);

@@ -1,4 +1,4 @@
-//! One bounded FIFO queue in front of the LLM. Generation is CPU-bound and the engine
+//! One bounded FIFO queue in front of each LLM. Generation is CPU-bound and the engine
 //! already spreads one request over every core, so one worker thread runs requests one at
 //! a time, in arrival order (fair); a full queue refuses at once instead of growing.
 use std::ops::ControlFlow;
@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::metrics::Metrics;
+use super::metrics::LlmMetrics;
 use crate::llm::{generate, Engine, GenerateOptions, Sampler, SamplerConfig, StopReason};
 use crate::{Error, Result};
 
@@ -85,7 +85,7 @@ pub struct QueueFull;
 #[derive(Clone)]
 pub struct LlmQueue {
     tx: mpsc::Sender<Job>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<LlmMetrics>,
 }
 
 impl LlmQueue {
@@ -94,7 +94,7 @@ impl LlmQueue {
         engine: Engine,
         ctx: usize,
         capacity: usize,
-        metrics: Arc<Metrics>,
+        metrics: Arc<LlmMetrics>,
     ) -> Result<Self> {
         let session = engine.new_session(ctx)?;
         let (tx, rx) = mpsc::channel(capacity);
@@ -121,7 +121,7 @@ impl LlmQueue {
     }
 }
 
-fn worker(mut session: crate::llm::Session, mut rx: mpsc::Receiver<Job>, m: Arc<Metrics>) {
+fn worker(mut session: crate::llm::Session, mut rx: mpsc::Receiver<Job>, m: Arc<LlmMetrics>) {
     while let Some(job) = rx.blocking_recv() {
         m.queue_depth.fetch_sub(1, Relaxed);
         m.queue_wait.observe(job.enqueued.elapsed());
