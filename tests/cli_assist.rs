@@ -3,21 +3,13 @@
 //! stage on phrasings the templates miss.
 //! Needs `scripts/fetch-models` (Whisper, SmolLM2, intents) and `scripts/setup-deps`
 //! (espeak-ng, sox).
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::Command;
 
+use common::{hearth_home, repo, speak};
 use serde_json::{json, Value};
-
-fn hearth_home() -> PathBuf {
-    match std::env::var_os("HEARTH_HOME").filter(|h| !h.is_empty()) {
-        Some(h) => PathBuf::from(h),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/hearth"),
-    }
-}
-
-fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
 
 fn assist(args: &[&str], files: &[PathBuf]) -> (Vec<Value>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
@@ -37,29 +29,6 @@ fn assist(args: &[&str], files: &[PathBuf]) -> (Vec<Value>, String) {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
     (lines, stderr)
-}
-
-/// A spoken command made with espeak-ng, resampled by sox to 16 kHz mono.
-fn speak(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let raw = dir.join(format!("{name}-22k.wav"));
-    let wav = dir.join(format!("{name}.wav"));
-    let ok = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "150", "-w"])
-        .arg(&raw)
-        .arg(text)
-        .status()
-        .expect("espeak-ng (scripts/setup-deps installs it)")
-        .success();
-    assert!(ok);
-    let ok = Command::new("sox")
-        .arg(&raw)
-        .args(["-r", "16000", "-c", "1", "-b", "16"])
-        .arg(&wav)
-        .status()
-        .expect("sox")
-        .success();
-    assert!(ok);
-    wav
 }
 
 #[test]

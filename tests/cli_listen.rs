@@ -4,38 +4,21 @@
 //! the test writes and points `ALSA_CONFIG_PATH` at. No sound card needed.
 //! Needs `scripts/fetch-models` (Whisper, intents) and `scripts/setup-deps` (ALSA headers,
 //! espeak-ng, sox).
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{repo, speak};
 use hearth_runtime::voice::load_audio;
 use serde_json::{json, Value};
 
-fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
 /// "turn off the desk lamp", spoken by espeak-ng, as 16 kHz mono.
 fn desk_lamp(dir: &Path) -> Vec<f32> {
-    let raw = dir.join("desk-22k.wav");
-    let wav = dir.join("desk.wav");
-    let ok = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "150", "-w"])
-        .arg(&raw)
-        .arg("turn off the desk lamp")
-        .status()
-        .expect("espeak-ng (scripts/setup-deps installs it)")
-        .success();
-    assert!(ok);
-    let ok = Command::new("sox")
-        .arg(&raw)
-        .args(["-r", "16000", "-c", "1", "-b", "16"])
-        .arg(&wav)
-        .status()
-        .expect("sox")
-        .success();
-    assert!(ok);
-    load_audio(&wav).unwrap().samples
+    load_audio(&speak(dir, "desk", "turn off the desk lamp"))
+        .unwrap()
+        .samples
 }
 
 /// Start of the first command in the fake microphone's stream.

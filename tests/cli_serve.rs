@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{fetched, hearth, python, repo, temp_dir};
+use common::{espeak, fetched, hearth, python, repo, temp_dir};
 
 const API_KEY: &str = "test-key-1234";
 
@@ -125,25 +125,13 @@ fn home_with_shell_action(dir: &Path, log: &Path) -> PathBuf {
     home
 }
 
-/// "turn on the kitchen light" in espeak-ng's voice (22.05 kHz: resampled on the way).
-fn spoken_command(dir: &Path) -> PathBuf {
-    let wav = dir.join("kitchen.wav");
-    let status = Command::new("espeak-ng")
-        .arg("-w")
-        .arg(&wav)
-        .arg("turn on the kitchen light")
-        .status()
-        .unwrap_or_else(|e| panic!("espeak-ng: {e}: run scripts/setup-deps"));
-    assert!(status.success());
-    wav
-}
-
 #[test]
 fn wyoming_with_the_wyoming_client_and_bad_input() {
     let dir = temp_dir("serve-wyoming");
     let log = dir.join("actions.log");
     let home = home_with_shell_action(&dir, &log);
-    let command = spoken_command(&dir);
+    // 22.05 kHz: the server resamples it on the way.
+    let command = espeak(&dir, "kitchen.wav", "turn on the kitchen light");
     let s = Server::start(
         &[
             "--home",

@@ -2,7 +2,9 @@
 //! Needs `scripts/fetch-models` (Whisper tiny.en, jfk.wav).
 mod common;
 
-use common::{fetched, hearth, temp_dir};
+use std::process::Command;
+
+use common::{fetched, hearth, repo, temp_dir};
 
 #[test]
 fn json_output_per_file_and_bad_files_reported() {
@@ -87,8 +89,7 @@ fn import_accepts_ready_ggml_and_rejects_other_files() {
 #[test]
 fn flac_and_ogg_vorbis_are_transcribed() {
     // The shipped recording as 48 kHz stereo FLAC and 44.1 kHz Ogg Vorbis, made by sox.
-    let wav =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/audio/turn-on-kitchen-lights.wav");
+    let wav = repo("examples/audio/turn-on-kitchen-lights.wav");
     let dir = temp_dir("flac-ogg");
     let flac = dir.join("kitchen.flac");
     let ogg = dir.join("kitchen.ogg");

@@ -9,7 +9,7 @@ use hearth_runtime::voice::{load_audio, Transcriber, TranscriberOptions, SAMPLE_
 #[allow(dead_code)]
 mod paths;
 
-use paths::{fetched, temp_dir};
+use paths::{espeak, fetched, temp_dir};
 
 fn transcriber() -> Transcriber {
     let opts = TranscriberOptions {
@@ -134,15 +134,8 @@ fn librivox_word_error_rate() {
 #[test]
 fn espeak_command_with_and_without_home_prompt() {
     let dir = temp_dir("voice-speech");
-    let wav = dir.join("kitchen.wav");
     // espeak-ng writes 22050 Hz mono: exercises the resampler on real speech.
-    let status = std::process::Command::new("espeak-ng")
-        .arg("-w")
-        .arg(&wav)
-        .arg("turn on the kitchen light")
-        .status()
-        .unwrap_or_else(|e| panic!("espeak-ng: {e}: run scripts/setup-deps"));
-    assert!(status.success());
+    let wav = espeak(&dir, "kitchen.wav", "turn on the kitchen light");
     let mut t = transcriber();
     assert_eq!(
         words(&transcribe(&mut t, &wav)),

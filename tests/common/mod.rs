@@ -6,7 +6,8 @@ mod paths;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub use paths::{fetched, hearth_home, temp_dir};
+#[allow(unused_imports)] // each test binary uses part of it
+pub use paths::{espeak, fetched, hearth_home, temp_dir};
 
 /// The `hearth` binary under test.
 pub fn hearth() -> Command {
@@ -27,4 +28,28 @@ pub fn python() -> PathBuf {
         p.display()
     );
     p
+}
+
+/// A spoken command: espeak-ng's en-us voice at 150 words a minute, resampled by sox to
+/// 16 kHz mono, as `dir/NAME.wav`.
+pub fn speak(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let raw = dir.join(format!("{name}-22k.wav"));
+    let wav = dir.join(format!("{name}.wav"));
+    let ok = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(&raw)
+        .arg(text)
+        .status()
+        .expect("espeak-ng (scripts/setup-deps installs it)")
+        .success();
+    assert!(ok);
+    let ok = Command::new("sox")
+        .arg(&raw)
+        .args(["-r", "16000", "-c", "1", "-b", "16"])
+        .arg(&wav)
+        .status()
+        .expect("sox (scripts/setup-deps installs it)")
+        .success();
+    assert!(ok);
+    wav
 }

@@ -1,7 +1,7 @@
 //! Where the fetched models and data are, and scratch directories: shared by the CLI
 //! tests (tests/common/mod.rs) and the runtime's speech test (by `#[path]`), so it uses
 //! nothing of either crate.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// `$HEARTH_HOME`, default `~/.cache/hearth` (where `scripts/fetch-models` puts things).
 pub fn hearth_home() -> PathBuf {
@@ -29,4 +29,18 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// `text` in espeak-ng's default voice as `dir/FILE` (22.05 kHz mono: whoever reads it
+/// resamples).
+pub fn espeak(dir: &Path, file: &str, text: &str) -> PathBuf {
+    let wav = dir.join(file);
+    let status = std::process::Command::new("espeak-ng")
+        .arg("-w")
+        .arg(&wav)
+        .arg(text)
+        .status()
+        .unwrap_or_else(|e| panic!("espeak-ng: {e}: run scripts/setup-deps"));
+    assert!(status.success());
+    wav
 }
