@@ -59,16 +59,7 @@ pub fn run(a: AssistArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let whisper = a
-        .whisper
-        .clone()
-        .unwrap_or_else(super::transcribe::default_model);
-    if !whisper.exists() {
-        bail!(
-            "Whisper model {} not found: run scripts/fetch-models, or pass --whisper",
-            whisper.display()
-        );
-    }
+    let whisper = super::transcribe::whisper_model(a.whisper.clone(), "--whisper")?;
     let opts = TranscriberOptions {
         threads: a.setup.threads,
         ..Default::default()

@@ -55,16 +55,7 @@ pub fn run(args: Args) -> Result<()> {
     use anyhow::Context;
     use hearth_runtime::voice::{Transcriber, TranscriberOptions};
 
-    let model = args
-        .model
-        .clone()
-        .unwrap_or_else(super::transcribe::default_model);
-    if !model.exists() {
-        bail!(
-            "Whisper model {} not found: run scripts/fetch-models, or pass --model",
-            model.display()
-        );
-    }
+    let model = super::transcribe::whisper_model(args.model.clone(), "--model")?;
     let mut opts = TranscriberOptions::default();
     if let Some(t) = args.threads {
         opts.threads = t;

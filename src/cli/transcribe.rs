@@ -41,15 +41,22 @@ pub fn default_model() -> PathBuf {
     super::hearth_home().join("models").join("ggml-tiny.en.bin")
 }
 
-#[cfg(feature = "whisper")]
-pub fn run(args: Args) -> Result<()> {
-    let model = args.model.unwrap_or_else(default_model);
+/// The Whisper model given by `flag` (e.g. `--model`), or the default one; an error naming
+/// both ways out when it is missing.
+pub fn whisper_model(given: Option<PathBuf>, flag: &str) -> Result<PathBuf> {
+    let model = given.unwrap_or_else(default_model);
     if !model.exists() {
         anyhow::bail!(
-            "Whisper model {} not found: run scripts/fetch-models, or pass --model",
+            "Whisper model {} not found: run scripts/fetch-models, or pass {flag}",
             model.display()
         );
     }
+    Ok(model)
+}
+
+#[cfg(feature = "whisper")]
+pub fn run(args: Args) -> Result<()> {
+    let model = whisper_model(args.model, "--model")?;
     let mut opts = TranscriberOptions::default();
     if let Some(t) = args.threads {
         opts.threads = t;
