@@ -43,7 +43,7 @@ pub fn default_model() -> PathBuf {
 
 /// The Whisper model given by `flag` (e.g. `--model`), or the default one; an error naming
 /// both ways out when it is missing.
-pub fn whisper_model(given: Option<PathBuf>, flag: &str) -> Result<PathBuf> {
+pub fn whisper_model(given: Option<PathBuf>, flag: &str) -> anyhow::Result<PathBuf> {
     let model = given.unwrap_or_else(default_model);
     if !model.exists() {
         anyhow::bail!(
