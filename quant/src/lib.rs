@@ -12,6 +12,8 @@
 //! - [`generic`]: the scalar reference kernels (`_generic`), the ground truth every
 //!   SIMD kernel is tested against.
 //! - [`arch`]: one module per architecture with that architecture's kernels.
+//! - [`classifier`]: a small intent classifier (featurizer, Hearth-file reader, forward
+//!   pass) shared by the host trainer and the firmware.
 //! - [`dispatch`]: the one place that picks a kernel set from the CPU's features,
 //!   and the safe API ([`Kernels`]) that checks every length before calling a kernel.
 #![no_std]
@@ -23,6 +25,7 @@ extern crate std;
 
 pub mod arch;
 pub mod block;
+pub mod classifier;
 pub mod dispatch;
 pub mod error;
 pub mod generic;

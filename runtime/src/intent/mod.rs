@@ -7,6 +7,7 @@
 //! fuzzy pass for speech-to-text slips ([`Stage::Fuzzy`]). Later stages (an LLM
 //! fallback) can be added as new [`Stage`] variants without changing the result type.
 
+pub mod classifier;
 pub mod data;
 pub mod fuzzy;
 pub mod home;

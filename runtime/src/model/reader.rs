@@ -192,54 +192,15 @@ impl ModelFile {
 
     fn from_backing(backing: Backing) -> Result<ModelFile> {
         let bytes = backing.bytes();
-        let header = Header::parse(bytes)?;
+        let (header, tensors) = read_layout(bytes)?;
+        // Every section was bounds-checked by `read_layout`.
         let config_bytes = section(bytes, header.config, "config")?;
         let tok_bytes = section(bytes, header.tokenizer, "tokenizer")?;
-        let table_bytes = section(bytes, header.table, "tensor table")?;
-        section(bytes, header.data, "tensor data")?;
-        let has_tables = header.tokenizer_tables != Section::default();
-        let tables = if has_tables {
+        let tables = if header.tokenizer_tables != Section::default() {
             let t = header.tokenizer_tables;
-            let b = section(bytes, t, "tokenizer tables")?;
-            if t.offset % TABLES_ALIGN != 0 {
-                return Err(fmt_err(format!(
-                    "tokenizer tables section starts at {}, not a multiple of {TABLES_ALIGN}",
-                    t.offset
-                )));
-            }
-            Some((t, b))
+            Some((t, Layout::parse(section(bytes, t, "tokenizer tables")?)?))
         } else {
             None
-        };
-        if header.data.offset % DATA_ALIGN != 0 {
-            return Err(fmt_err(format!(
-                "tensor data section starts at {}, not a multiple of {DATA_ALIGN}",
-                header.data.offset
-            )));
-        }
-        // Metadata sections must not overlap each other or the data.
-        let mut secs = [
-            ("config", header.config),
-            ("tokenizer", header.tokenizer),
-            ("tensor table", header.table),
-            ("tensor data", header.data),
-            ("tokenizer tables", header.tokenizer_tables),
-        ];
-        let secs = &mut secs[..if has_tables { 5 } else { 4 }];
-        secs.sort_by_key(|(_, s)| s.offset);
-        for w in secs.windows(2) {
-            // `end()` cannot overflow: checked by `section` above.
-            if w[0].1.end().unwrap_or(u64::MAX) > w[1].1.offset {
-                return Err(fmt_err(format!(
-                    "{} and {} sections overlap",
-                    w[0].0, w[1].0
-                )));
-            }
-        }
-
-        let tables = match tables {
-            Some((t, b)) => Some((t, Layout::parse(b)?)),
-            None => None,
         };
 
         let config_str = std::str::from_utf8(config_bytes)
@@ -256,17 +217,9 @@ impl ModelFile {
             std::str::from_utf8(tok_bytes)
                 .map_err(|e| fmt_err(format!("tokenizer.json is not valid UTF-8: {e}")))?;
         }
-
-        let entries = TableEntry::parse_table(table_bytes, header.n_tensors)?;
-        let tensors = validate_table(entries, header.data)?;
         let mut index = HashMap::with_capacity(tensors.len());
         for (i, t) in tensors.iter().enumerate() {
-            if index.insert(t.name.clone(), i).is_some() {
-                return Err(fmt_err(format!(
-                    "tensor `{}` appears twice in the table",
-                    t.name
-                )));
-            }
+            index.insert(t.name.clone(), i);
         }
         let me = ModelFile {
             tokenizer: header.tokenizer,
@@ -422,6 +375,67 @@ impl ModelFile {
         }
         bad
     }
+}
+
+/// The checks of a model file's structure that do not depend on what it holds: the
+/// header, every section inside the file and not overlapping, the page-aligned data
+/// section, and the tensor table (names unique, shapes, lengths, alignment, bounds).
+/// [`ModelFile`] adds the LLM config and tokenizer on top; other files in the format
+/// (an intent classifier) use this alone.
+pub fn read_layout(bytes: &[u8]) -> Result<(Header, Vec<TensorInfo>)> {
+    let header = Header::parse(bytes)?;
+    section(bytes, header.config, "config")?;
+    section(bytes, header.tokenizer, "tokenizer")?;
+    let table_bytes = section(bytes, header.table, "tensor table")?;
+    section(bytes, header.data, "tensor data")?;
+    let has_tables = header.tokenizer_tables != Section::default();
+    if has_tables {
+        let t = header.tokenizer_tables;
+        section(bytes, t, "tokenizer tables")?;
+        if t.offset % TABLES_ALIGN != 0 {
+            return Err(fmt_err(format!(
+                "tokenizer tables section starts at {}, not a multiple of {TABLES_ALIGN}",
+                t.offset
+            )));
+        }
+    }
+    if header.data.offset % DATA_ALIGN != 0 {
+        return Err(fmt_err(format!(
+            "tensor data section starts at {}, not a multiple of {DATA_ALIGN}",
+            header.data.offset
+        )));
+    }
+    // Metadata sections must not overlap each other or the data.
+    let mut secs = [
+        ("config", header.config),
+        ("tokenizer", header.tokenizer),
+        ("tensor table", header.table),
+        ("tensor data", header.data),
+        ("tokenizer tables", header.tokenizer_tables),
+    ];
+    let secs = &mut secs[..if has_tables { 5 } else { 4 }];
+    secs.sort_by_key(|(_, s)| s.offset);
+    for w in secs.windows(2) {
+        // `end()` cannot overflow: checked by `section` above.
+        if w[0].1.end().unwrap_or(u64::MAX) > w[1].1.offset {
+            return Err(fmt_err(format!(
+                "{} and {} sections overlap",
+                w[0].0, w[1].0
+            )));
+        }
+    }
+    let entries = TableEntry::parse_table(table_bytes, header.n_tensors)?;
+    let tensors = validate_table(entries, header.data)?;
+    let mut names = std::collections::HashSet::with_capacity(tensors.len());
+    for t in &tensors {
+        if !names.insert(t.name.as_str()) {
+            return Err(fmt_err(format!(
+                "tensor `{}` appears twice in the table",
+                t.name
+            )));
+        }
+    }
+    Ok((header, tensors))
 }
 
 fn packed<'a>(t: &TensorInfo, d: PackedData<'a>) -> Result<TensorData<'a>> {
