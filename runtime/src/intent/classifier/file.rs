@@ -50,7 +50,13 @@ pub fn to_bytes(net: &Net, labels: &[String], meta: &serde_json::Value) -> Resul
             net.buckets,
             q8_packed(&net.w1_rows(), net.hidden, net.buckets)?,
         ),
-        (FC1_BIAS, TensorFormat::F32, 1, net.hidden, f32_bytes(&net.b1)),
+        (
+            FC1_BIAS,
+            TensorFormat::F32,
+            1,
+            net.hidden,
+            f32_bytes(&net.b1),
+        ),
         (
             FC2_WEIGHT,
             TensorFormat::Q8x4,
@@ -58,7 +64,13 @@ pub fn to_bytes(net: &Net, labels: &[String], meta: &serde_json::Value) -> Resul
             net.hidden,
             q8_packed(&net.w2, net.classes, net.hidden)?,
         ),
-        (FC2_BIAS, TensorFormat::F32, 1, net.classes, f32_bytes(&net.b2)),
+        (
+            FC2_BIAS,
+            TensorFormat::F32,
+            1,
+            net.classes,
+            f32_bytes(&net.b2),
+        ),
     ];
 
     let config = serde_json::to_vec_pretty(meta)
@@ -80,7 +92,10 @@ pub fn to_bytes(net: &Net, labels: &[String], meta: &serde_json::Value) -> Resul
     header.config = put(&mut out, &config);
     header.tokenizer = put(&mut out, names.as_bytes());
     let pad = |out: &mut Vec<u8>, align: u64| {
-        out.resize(align_up(out.len() as u64, align).expect("small file") as usize, 0)
+        out.resize(
+            align_up(out.len() as u64, align).expect("small file") as usize,
+            0,
+        )
     };
     pad(&mut out, DATA_ALIGN);
     let data_start = out.len() as u64;

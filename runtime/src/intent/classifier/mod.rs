@@ -227,8 +227,8 @@ impl std::fmt::Debug for IntentClassifier {
 impl IntentClassifier {
     /// Reads and checks `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         Self::from_bytes(&bytes).map_err(|e| match e {
             Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
             e => e,
@@ -240,9 +240,8 @@ impl IntentClassifier {
         let file = Aligned::new(bytes);
         let (header, _) = read_layout(file.bytes())?;
         let config = &file.bytes()[header.config.offset as usize..][..header.config.len as usize];
-        let meta: Meta = serde_json::from_slice(config).map_err(|e| {
-            Error::Format(format!("not an intent classifier file (config: {e})"))
-        })?;
+        let meta: Meta = serde_json::from_slice(config)
+            .map_err(|e| Error::Format(format!("not an intent classifier file (config: {e})")))?;
         if meta.kind != KIND || meta.featurizer != FEATURIZER || meta.max_input != MAX_INPUT {
             return Err(Error::Format(format!(
                 "classifier file is `{}` with featurizer `{}` ({} bytes); this hearth reads `{KIND}` with `{FEATURIZER}` ({MAX_INPUT} bytes)",
@@ -262,8 +261,7 @@ impl IntentClassifier {
 
     /// The network, read in place from the file (cheap: four table lookups).
     pub fn classifier(&self) -> Result<Classifier<'_>> {
-        let view =
-            ModelView::parse(self.file.bytes()).map_err(|e| Error::Format(e.to_string()))?;
+        let view = ModelView::parse(self.file.bytes()).map_err(|e| Error::Format(e.to_string()))?;
         Classifier::from_file(&view).map_err(|e| Error::Format(format!("classifier file: {e}")))
     }
 

@@ -154,8 +154,11 @@ pub fn build(
         // Top up classes with few distinct sentences ("never mind") with noisy copies.
         let mut i = 0;
         while n < opts.min_per_class && !train.is_empty() {
-            set.train
-                .push(sample(noisy(&train[i % train.len()], &mut rng), label, true));
+            set.train.push(sample(
+                noisy(&train[i % train.len()], &mut rng),
+                label,
+                true,
+            ));
             n += 1;
             i += 1;
         }
@@ -336,7 +339,13 @@ fn wildcard(list: &str, rng: &mut Rng) -> &'static str {
             "lock the door",
         ],
         "timer_name" => &["pizza", "laundry", "tea", "pasta", "workout", "eggs"],
-        "search_query" => &["jazz", "the beatles", "some rock music", "my playlist", "a podcast"],
+        "search_query" => &[
+            "jazz",
+            "the beatles",
+            "some rock music",
+            "my playlist",
+            "a podcast",
+        ],
         "shopping_list_item" | "todo_list_item" => {
             &["milk", "eggs", "bread", "batteries", "call mom", "dog food"]
         }
@@ -444,9 +453,9 @@ pub fn noisy(text: &str, rng: &mut Rng) -> String {
                 words.remove(i);
             }
             1 | 2 => {
-                // A letter swapped with the next one, or dropped.
+                // A letter swapped with the next one, or dropped ("off" → "of").
                 let w: Vec<char> = words[i].chars().collect();
-                if w.len() >= 4 {
+                if w.len() >= 3 {
                     let j = 1 + rng.below(w.len() - 2);
                     let mut w2 = w.clone();
                     if rng.below(2) == 0 {
