@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{Args, Subcommand};
 use hearth_runtime::assist::llm::{LlmAnswer, LlmFallback, LlmOptions};
 use hearth_runtime::intent::{default_data_path, Home, IntentEngine};
 use hearth_runtime::llm::{default_threads, Engine, EngineOptions};
@@ -103,7 +103,11 @@ impl IntentSetup {
 
 /// Arguments of `hearth intent`.
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct IntentArgs {
+    /// The trained classifier's commands (without one: match stdin lines).
+    #[command(subcommand)]
+    pub command: Option<IntentCommand>,
     #[command(flatten)]
     pub setup: IntentSetup,
     /// Add the matching time in microseconds ("us") to each line (for benchmarks).
@@ -111,8 +115,22 @@ pub struct IntentArgs {
     pub timings: bool,
 }
 
+/// `hearth intent` subcommands.
+#[derive(Subcommand)]
+pub enum IntentCommand {
+    /// Train the small intent classifier (the firmware's model) from the templates.
+    Train(super::classifier::TrainArgs),
+    /// Classify stdin lines with a trained classifier: `intent=<name> score=<p>` per line.
+    Classify(super::classifier::ClassifyArgs),
+}
+
 /// Runs the command.
 pub fn run(args: &IntentArgs) -> Result<()> {
+    match &args.command {
+        Some(IntentCommand::Train(a)) => return super::classifier::train(a),
+        Some(IntentCommand::Classify(a)) => return super::classifier::classify(a),
+        None => {}
+    }
     let (engine, home) = args.setup.load()?;
     // The LLM stage (no answers: a line has no room for one) only when asked for.
     let mut llm = match (&args.setup.llm, args.setup.no_llm) {

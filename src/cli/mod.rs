@@ -4,6 +4,7 @@ pub mod assist;
 pub mod bench;
 pub mod board;
 pub mod chat;
+pub mod classifier;
 pub mod convert;
 #[cfg(feature = "mic")]
 pub mod devices;
