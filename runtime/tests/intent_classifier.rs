@@ -10,10 +10,11 @@ use std::sync::OnceLock;
 use hearth_quant::classifier::file::{Format, ModelView};
 use hearth_quant::classifier::Classifier;
 use hearth_quant::{KernelSetName, Kernels};
-use hearth_runtime::assist::llm::llm_intents;
 use hearth_runtime::intent::classifier::sample::SampleOptions;
 use hearth_runtime::intent::classifier::train::TrainOptions;
-use hearth_runtime::intent::classifier::{train_classifier, IntentClassifier, TrainReport};
+use hearth_runtime::intent::classifier::{
+    train_classifier, IntentClassifier, TrainReport, INTENTS,
+};
 use hearth_runtime::intent::{Home, IntentsFile};
 use hearth_runtime::model::format::TensorFormat;
 use hearth_runtime::model::reader::read_layout;
@@ -32,12 +33,11 @@ fn trained() -> &'static (Vec<u8>, TrainReport) {
     T.get_or_init(|| {
         let (data, src) = IntentsFile::load(&intent_common::data_path()).unwrap();
         let (home, _) = Home::load(&intent_common::home_path()).unwrap();
-        let intents: Vec<&str> = llm_intents().collect();
         train_classifier(
             &data,
             &src,
             &home,
-            &intents,
+            INTENTS,
             &SampleOptions::default(),
             &TrainOptions::default(),
         )

@@ -7,10 +7,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 use hearth_quant::classifier::write_result;
 use hearth_quant::Kernels;
-use hearth_runtime::assist::llm::llm_intents;
 use hearth_runtime::intent::classifier::sample::SampleOptions;
 use hearth_runtime::intent::classifier::train::TrainOptions;
-use hearth_runtime::intent::classifier::{train_classifier, IntentClassifier};
+use hearth_runtime::intent::classifier::{train_classifier, IntentClassifier, INTENTS};
 use hearth_runtime::intent::{default_data_path, Home, IntentsFile};
 
 /// Arguments of `hearth intent train`.
@@ -54,7 +53,6 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let (data, src) = IntentsFile::load(&data_path)
         .with_context(|| format!("loading {} (run scripts/fetch-models)", data_path.display()))?;
     let (home, _) = Home::load(&args.home)?;
-    let intents: Vec<&str> = llm_intents().collect();
     // The sampling seed is the training seed (one `--seed`).
     let sample_opts = SampleOptions {
         seed: args.seed,
@@ -77,8 +75,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         "--hidden must be a multiple of 32 in 32..=128"
     );
     let start = std::time::Instant::now();
-    let (bytes, report) =
-        train_classifier(&data, &src, &home, &intents, &sample_opts, &train_opts)?;
+    let (bytes, report) = train_classifier(&data, &src, &home, INTENTS, &sample_opts, &train_opts)?;
     let tmp = args.out.with_extension("tmp");
     std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &args.out)

@@ -25,6 +25,31 @@ use crate::{Error, Result};
 use sample::{Sample, SampleOptions, SampleSet};
 use train::TrainOptions;
 
+/// The intents the classifier learns (plus [`sample::NONE_LABEL`]): those the assistant
+/// handles (the LLM stage's list, `assist::llm::llm_intents`, when this was written), in
+/// that order. Kept here, not taken from there, because the committed firmware model must
+/// be reproducible: changing this list means retraining it
+/// (`hearth intent train -o firmware-demo/model/intents.hearth`).
+pub const INTENTS: &[&str] = &[
+    "HassTurnOn",
+    "HassTurnOff",
+    "HassToggle",
+    "HassGetState",
+    "HassLightSet",
+    "HassClimateSetTemperature",
+    "HassSetVolume",
+    "HassSetPosition",
+    "HassStartTimer",
+    "HassGetCurrentTime",
+    "HassGetCurrentDate",
+    "HassGetWeather",
+    "HassMediaPause",
+    "HassMediaUnpause",
+    "HassMediaNext",
+    "HassMediaPrevious",
+    "HassNevermind",
+];
+
 /// The `kind` of a classifier file's metadata.
 pub const KIND: &str = "intent-classifier";
 /// The featurizer's name (`hearth_quant::classifier::features`); a change to its
