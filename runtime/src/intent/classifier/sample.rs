@@ -8,7 +8,7 @@
 //! home names for `{name}`/`{area}`/`{floor}`, a value of the data's value lists
 //! (their `in` templates expanded too), a number in a range list, a phrase from a
 //! small built-in vocabulary for wildcards.
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::Rng;
 use crate::intent::data::{parse_at, IntentBlock, ListDef, ListValueDef, RangeDef};
@@ -163,6 +163,15 @@ pub fn build(
             i += 1;
         }
     }
+    // A noisy training variant can happen to equal a held-out text ("turn on the tv" →
+    // "turn on tv"): drop it from training, so the net has never seen any held-out text.
+    let held: HashSet<&str> = set.heldout.iter().map(|s| s.text.as_str()).collect();
+    let before = set.train.len();
+    set.train.retain(|s| !held.contains(s.text.as_str()));
+    tracing::debug!(
+        "{} training samples equal to held-out ones dropped",
+        before - set.train.len()
+    );
     Ok(set)
 }
 
