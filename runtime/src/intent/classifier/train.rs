@@ -1,7 +1,9 @@
 //! Training: a two-layer network on hashed n-gram features, in plain f32, single
-//! thread, fixed seed: the same weights on every run. The first layer is sparse (an
+//! thread, fixed seed, IEEE operations only (no libm): the same weights on every run
+//! and every machine. The first layer is sparse (an
 //! utterance sets ~50 of ~1000 buckets), so an epoch over ~30k samples takes well
 //! under a second.
+use hearth_quant::classifier::exp_nonpositive;
 use hearth_quant::classifier::features::featurize;
 
 use super::sample::Sample;
@@ -133,7 +135,9 @@ pub fn train(samples: &[Sample], classes: usize, opts: &TrainOptions) -> Net {
             let top = p.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
             let mut sum = 0.0;
             for v in p.iter_mut() {
-                *v = (*v - top).exp();
+                // Not `f32::exp`: the platform's libm may differ in the last bit, and
+                // the model file must come out the same everywhere (it is committed).
+                *v = exp_nonpositive(*v - top);
                 sum += *v;
             }
             // Backward: dz = softmax − one-hot.
