@@ -6,10 +6,12 @@
 //!   chatter, noise) and its held-out split.
 //! - [`train`]: the f32 network and its training.
 //! - [`file`]: the Hearth model file it is stored in (Q8 weights).
+//! - `vocab`: wildcard phrases and the "none" class's chit-chat.
 //! - [`IntentClassifier`]: a model file opened on the host.
 pub mod file;
 pub mod sample;
 pub mod train;
+mod vocab;
 
 use std::path::Path;
 
