@@ -13,6 +13,7 @@ use crate::llm::ops::{self, RopeTable};
 use crate::llm::team::{Disjoint, Team};
 use crate::llm::weights::{Hparams, Matrix, Weights};
 use crate::{Error, Result};
+use half::slice::HalfFloatSliceExt;
 use hearth_quant::{BlockQ8, Kernels, PackedMatrix, QK, ROWS};
 
 /// Matmul tasks per thread: a few, so a preempted thread's share is taken by the
@@ -391,8 +392,13 @@ fn attention(
             for g in 0..group {
                 let src = &s.q[t * qd + (h * group + g) * hd..][..hd];
                 let dst = &mut s.qh[((h * n + t) * group + g) * hd..][..hd];
-                for (d, &v) in dst.iter_mut().zip(src) {
-                    *d = half::f16::from_f32(v).to_f32();
+                // Through a stack buffer: the slice conversions are vectorized (F16C),
+                // a per-value `from_f32().to_f32()` is two calls.
+                let mut buf = [half::f16::ZERO; 64];
+                for (d, v) in dst.chunks_mut(64).zip(src.chunks(64)) {
+                    let b = &mut buf[..v.len()];
+                    b.convert_from_f32_slice(v);
+                    b.convert_to_f32_slice(d);
                 }
             }
         }
@@ -439,10 +445,7 @@ fn attention(
         kern.gemm_f32(r, hd, len, q, kt, sc)?;
         for (i, row) in sc.chunks_exact_mut(len).enumerate() {
             let seen = pos + t0 + i / group + 1;
-            for x in &mut row[..seen] {
-                *x *= scale;
-            }
-            ops::softmax(&mut row[..seen]);
+            ops::softmax_scaled(&mut row[..seen], scale);
             row[seen..].fill(0.0);
         }
         kern.gemm_f32(r, len, hd, sc, vf, out)?;
@@ -563,28 +566,45 @@ fn float_rows(
     }
 }
 
+/// Source rows per tile of [`transposed`]: each token's 8 values are one contiguous run
+/// of the output, and the 8 source rows stay in L1 while every token is visited.
+const TILE_ROWS: usize = 8;
+
+/// `f(&mut dst[t][r], src[r][t])` for every row `r` and token `t` of `src` = `[rows][n]`
+/// (`dst` = `[n][rows]`), in tiles of [`TILE_ROWS`] source rows.
+#[inline(always)]
+fn transposed(src: &[f32], n: usize, dst: &mut [f32], f: impl Fn(&mut f32, f32)) {
+    let rows = src.len() / n;
+    assert_eq!(dst.len(), rows * n, "transpose: lengths");
+    let mut r0 = 0;
+    for tile in src.chunks_exact(TILE_ROWS * n) {
+        let s: [&[f32]; TILE_ROWS] = std::array::from_fn(|i| &tile[i * n..][..n]);
+        for (t, d) in dst.chunks_exact_mut(rows).enumerate() {
+            for (o, row) in d[r0..r0 + TILE_ROWS].iter_mut().zip(&s) {
+                f(o, row[t]);
+            }
+        }
+        r0 += TILE_ROWS;
+    }
+    for (r, row) in src.chunks_exact(n).enumerate().skip(r0) {
+        for (d, &v) in dst.chunks_exact_mut(rows).zip(row) {
+            f(&mut d[r], v);
+        }
+    }
+}
+
 /// `dst[t][r] = src[r][t]` for `src` = `[rows][n]`.
 fn transpose(src: &[f32], n: usize, dst: &mut [f32]) {
     if n == 1 {
         dst.copy_from_slice(src);
         return;
     }
-    let rows = src.len() / n;
-    for (r, row) in src.chunks_exact(n).enumerate() {
-        for (t, &v) in row.iter().enumerate() {
-            dst[t * rows + r] = v;
-        }
-    }
+    transposed(src, n, dst, |o, v| *o = v);
 }
 
 /// `x[t][r] += y[r][t]` (residual add of a `[rows][n]` matmul output).
 fn add_transposed(x: &mut [f32], y: &[f32], n: usize) {
-    let rows = y.len() / n;
-    for (r, row) in y.chunks_exact(n).enumerate() {
-        for (t, &v) in row.iter().enumerate() {
-            x[t * rows + r] += v;
-        }
-    }
+    transposed(y, n, x, |o, v| *o += v);
 }
 
 /// Add a bias to every token row (no-op without one).
@@ -593,6 +613,31 @@ fn add_bias(x: &mut [f32], b: Option<&[f32]>) {
         for row in x.chunks_exact_mut(b.len()) {
             for (v, &c) in row.iter_mut().zip(b) {
                 *v += c;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tiled transposes against the definition, with row counts that leave a
+    /// partial tile (and none at all).
+    #[test]
+    fn tiled_transposes_match_the_definition() {
+        for (rows, n) in [(13, 5), (8, 3), (3, 7), (24, 2), (17, 1)] {
+            let src: Vec<f32> = (0..rows * n).map(|i| i as f32 * 0.5 - 7.0).collect();
+            let mut dst = vec![0.0f32; rows * n];
+            transpose(&src, n, &mut dst);
+            let mut acc: Vec<f32> = (0..rows * n).map(|i| i as f32).collect();
+            let before = acc.clone();
+            add_transposed(&mut acc, &src, n);
+            for r in 0..rows {
+                for t in 0..n {
+                    assert_eq!(dst[t * rows + r], src[r * n + t], "{rows}×{n} ({r}, {t})");
+                    assert_eq!(acc[t * rows + r], before[t * rows + r] + src[r * n + t]);
+                }
             }
         }
     }

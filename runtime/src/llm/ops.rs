@@ -31,10 +31,48 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
 }
 
 /// In-place softmax over `x` (max-subtracted for stability).
-///
-/// Each pass is written so it vectorizes (eight partial maxima and sums, a
-/// branch-free [`exp_neg`]): attention runs this over every score row.
 pub fn softmax(x: &mut [f32]) {
+    softmax_scaled(x, 1.0);
+}
+
+/// Define `pub fn $name` as the body `$imp` compiled twice: for the baseline target
+/// and, on x86-64, for AVX2, picked at run time. The AVX2 copy runs the same IEEE
+/// operations in the same order (Rust never fuses `a·b + c` into an FMA nor reorders
+/// float sums), so both give the same bits; only the vector width differs (the
+/// baseline x86-64 target has 4-wide SSE2).
+macro_rules! avx2_clone {
+    ($(#[$m:meta])* pub fn $name:ident($($a:ident: $t:ty),*) => $imp:ident) => {
+        $(#[$m])*
+        pub fn $name($($a: $t),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                fn wide($($a: $t),*) {
+                    $imp($($a),*)
+                }
+                if std::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2 (checked just above).
+                    return unsafe { wide($($a),*) };
+                }
+            }
+            $imp($($a),*)
+        }
+    };
+}
+
+avx2_clone! {
+    /// In-place `softmax(scale · x)` for `scale > 0`, bit for bit what scaling the row
+    /// first and then calling [`softmax`] gives (rounding is monotonic, so the maximum
+    /// of the scaled row is the scaled maximum), one pass over the row fewer.
+    ///
+    /// Each pass is written so it vectorizes (eight partial maxima and sums, a
+    /// branch-free [`exp_neg`]): attention runs this over every score row.
+    pub fn softmax_scaled(x: &mut [f32], scale: f32) => softmax_scaled_impl
+}
+
+#[inline(always)]
+fn softmax_scaled_impl(x: &mut [f32], scale: f32) {
+    debug_assert!(scale > 0.0);
     let mut m8 = [f32::NEG_INFINITY; 8];
     let chunks = x.chunks_exact(8);
     let mut max = chunks
@@ -47,9 +85,9 @@ pub fn softmax(x: &mut [f32]) {
             m8[i] = m8[i].max(c[i]);
         }
     }
-    max = m8.iter().copied().fold(max, f32::max);
+    max = m8.iter().copied().fold(max, f32::max) * scale;
     for v in x.iter_mut() {
-        *v = exp_neg(*v - max);
+        *v = exp_neg(*v * scale - max);
     }
     let mut s8 = [0.0f32; 8];
     let chunks = x.chunks_exact(8);
@@ -68,7 +106,7 @@ pub fn softmax(x: &mut [f32]) {
 
 /// `e^x` for `x ≤ 0` (what softmax needs after subtracting the maximum), within
 /// 2 ulp of `f32::exp` above `-87` (the normal range) and 0 below it.
-#[inline]
+#[inline(always)]
 pub fn exp_neg(x: f32) -> f32 {
     let x = x.clamp(-87.0, 0.0);
     let v = exp_poly(x);
@@ -110,13 +148,18 @@ fn exp_poly(x: f32) -> f32 {
 /// `expf` is a call per element: 3% of a prefill). `e^-x` is clamped to `e^88` for
 /// `x < -88`, where the result is `x / 1.6e38` (≈ 0, as the true value is: an
 /// activation of `-100` gives `-6e-37` instead of `-4e-42`).
-#[inline]
+#[inline(always)]
 pub fn silu(x: f32) -> f32 {
     x / (1.0 + exp_poly((-x).clamp(-87.0, 88.0)))
 }
 
-/// SwiGLU in place: `gate[i] = silu(gate[i]) * up[i]`.
-pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+avx2_clone! {
+    /// SwiGLU in place: `gate[i] = silu(gate[i]) * up[i]`.
+    pub fn swiglu(gate: &mut [f32], up: &[f32]) => swiglu_impl
+}
+
+#[inline(always)]
+fn swiglu_impl(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
         *g = silu(*g) * u;
     }
@@ -241,6 +284,21 @@ mod tests {
         let mut out2 = [0.0f32; 4];
         rmsnorm(&mut out2, &x, &w2, 0.0);
         assert!((out2[0] - 2.0 * out[0]).abs() < 1e-6 && (out2[3] - 0.5 * out[3]).abs() < 1e-6);
+    }
+
+    /// The fused scale changes nothing: same bits as scaling first.
+    #[test]
+    fn softmax_scaled_equals_scaling_first() {
+        let row: Vec<f32> = (0..77)
+            .map(|i| (i as f32 * 0.731).sin() * 40.0 - 3.0)
+            .collect();
+        for scale in [0.125f32, 1.0 / 3.0, 0.088_388_35, 2.5] {
+            let mut a: Vec<f32> = row.iter().map(|v| v * scale).collect();
+            softmax(&mut a);
+            let mut b = row.clone();
+            softmax_scaled(&mut b, scale);
+            assert_eq!(a, b, "scale {scale}");
+        }
     }
 
     #[test]

@@ -263,6 +263,107 @@ fn tile_q4<const G: usize, const T: usize>(
     finish_pairs(&acc)
 }
 
+/// The Q4 matmul tile: `G` row groups × `T` tokens, by [`tile_q4_rows8`] for 2 groups
+/// and by [`tile_q4`] otherwise (the last odd group, and the matvec's 1 × 1).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile_q4_mm<const G: usize, const T: usize>(
+    wg: &[&[BlockQ4x4]; G],
+    xs: &[&[BlockQ8]; T],
+    ps: &[&[Prep]; T],
+) -> [[[f32; ROWS]; T]; G] {
+    match <&[&[BlockQ4x4]; 2]>::try_from(wg.as_slice()) {
+        Ok(w2) => {
+            let out = tile_q4_rows8(w2, xs, ps);
+            core::array::from_fn(|g| out[g % 2])
+        }
+        Err(_) => tile_q4(wg, xs, ps),
+    }
+}
+
+/// 2 Q4 row groups (8 rows) × `T` tokens with one i32 lane per row, so no lane ever
+/// needs adding to another (unlike [`tile_q4`], whose lanes hold slices of one row
+/// and cost a `hadd` per row group, token and block).
+///
+/// Per block, the 8 rows' nibble bytes are transposed by dwords (two `unpack` rounds)
+/// so that register `s` (`s < 4`) holds bytes `4s..4s + 4` of every row, one row per
+/// i32 lane in the order `[r0, r2, r4, r6 | r1, r3, r5, r7]`; their low nibbles are
+/// values `4s..4s + 4`, their high nibbles values `16 + 4s..`. Per token, each step's
+/// 4 activation bytes are broadcast and `maddubs` gives every row its pair sums; the 8
+/// steps add up in i16 (no overflow: see [`super::prep_q4_pairs`], which also
+/// supplies the `-8·Σx` start value) and one `madd` widens them: the block's exact
+/// `Σ (q - 8)·x` per row, scaled and accumulated in f32 like the reference.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile_q4_rows8<const T: usize>(
+    wg: &[&[BlockQ4x4]; 2],
+    xs: &[&[BlockQ8]; T],
+    ps: &[&[Prep]; T],
+) -> [[[f32; ROWS]; T]; 2] {
+    let nb = tile_len(wg, xs, ps);
+    let mask = _mm256_set1_epi8(0x0F);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); T];
+    for kb in 0..nb {
+        prefetch(wg[0], kb, false);
+        prefetch(wg[1], kb, false);
+        let (a, b) = (&wg[0][kb], &wg[1][kb]);
+        let qa: &[[u8; 32]; 2] = bytemuck::cast_ref(&a.qs);
+        let qb: &[[u8; 32]; 2] = bytemuck::cast_ref(&b.qs);
+        // Rows (0, 1), (2, 3) of each group, one row per 128-bit lane.
+        let (r01, r23) = (load256(&qa[0]), load256(&qa[1]));
+        let (r45, r67) = (load256(&qb[0]), load256(&qb[1]));
+        let (lo0, lo1) = (
+            _mm256_unpacklo_epi32(r01, r23),
+            _mm256_unpacklo_epi32(r45, r67),
+        );
+        let (hi0, hi1) = (
+            _mm256_unpackhi_epi32(r01, r23),
+            _mm256_unpackhi_epi32(r45, r67),
+        );
+        let d = [
+            _mm256_unpacklo_epi64(lo0, lo1),
+            _mm256_unpackhi_epi64(lo0, lo1),
+            _mm256_unpacklo_epi64(hi0, hi1),
+            _mm256_unpackhi_epi64(hi0, hi1),
+        ];
+        let w: [__m256i; 8] = core::array::from_fn(|s| {
+            if s < 4 {
+                _mm256_and_si256(d[s], mask)
+            } else {
+                _mm256_and_si256(_mm256_srli_epi16::<4>(d[s - 4]), mask)
+            }
+        });
+        // Row scales in the lanes' order.
+        let (sa, sb) = (scales4(&a.d), scales4(&b.d));
+        let dw = _mm256_set_m128(
+            _mm_shuffle_ps::<0b11_01_11_01>(sa, sb),
+            _mm_shuffle_ps::<0b10_00_10_00>(sa, sb),
+        );
+        for (acc, (x, p)) in acc.iter_mut().zip(xs.iter().zip(ps)) {
+            let (xq, pr) = (qs_bytes(&x[kb]), &p[kb]);
+            let c: i32 = bytemuck::cast(pr.c);
+            let mut s16 = _mm256_set1_epi32(c);
+            for (s, w) in w.iter().enumerate() {
+                let xd =
+                    i32::from_le_bytes([xq[4 * s], xq[4 * s + 1], xq[4 * s + 2], xq[4 * s + 3]]);
+                s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(*w, _mm256_set1_epi32(xd)));
+            }
+            let s32 = _mm256_madd_epi16(s16, ones);
+            let scale = _mm256_mul_ps(dw, _mm256_set1_ps(pr.dx));
+            *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), scale, *acc);
+        }
+    }
+    // Lanes [g0r0, g0r2, g1r0, g1r2 | g0r1, g0r3, g1r1, g1r3] → out[g][t][r].
+    let mut out = [[[0.0f32; ROWS]; T]; 2];
+    for (t, a) in acc.iter().enumerate() {
+        let mut v = [0.0f32; 8];
+        // SAFETY: `v` is 8 writable floats; `storeu` has no alignment requirement.
+        unsafe { _mm256_storeu_ps(v.as_mut_ptr(), *a) };
+        out[0][t] = [v[0], v[4], v[1], v[5]];
+        out[1][t] = [v[2], v[6], v[3], v[7]];
+    }
+    out
+}
+
 /// `G` row groups × `T` tokens of Q4A weights: `d_w·d_x·Σ q·x + m_w·d_x·Σx`, with the
 /// prepared Σx halves in the same two-entries-per-row layout as the products.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -310,10 +411,10 @@ gemm_kernels!(
 gemm_kernels!(
     features = "avx2,fma,f16c",
     block = BlockQ4x4,
-    tile = tile_q4,
+    tile = tile_q4_mm,
     prep = super::prep_q4_pairs,
     gemm_groups = 2,
-    gemm_tokens = [1, 2, 3, 4],
+    gemm_tokens = [1, 2, 3, 4, 5, 6, 7, 8],
     gemv = gemv_q4,
     gemm = gemm_q4,
 );

@@ -158,18 +158,23 @@ struct Prep {
     v: [u8; 16],
     /// `d_x` as f32.
     dx: f32,
+    /// A second offset-sum layout, for kernels whose matmul tile and matvec tile lay
+    /// products out differently (AVX2 Q4: see [`prep_q4_pairs`]); zero otherwise.
+    c: [i16; 2],
 }
 
 impl Prep {
     const ZERO: Prep = Prep {
         v: [0; 16],
         dx: 0.0,
+        c: [0; 2],
     };
 
     fn new(v: [u8; 16], xb: &BlockQ8) -> Prep {
         Prep {
             v,
             dx: xb.d.to_f32(),
+            c: [0; 2],
         }
     }
 }
@@ -208,12 +213,21 @@ fn prep_q4a_quads(xb: &BlockQ8) -> Prep {
 }
 
 /// AVX2 Q4: `8·Σx` per i16 pair position (2 values of each half), subtracted from
-/// `maddubs`' pair sums (at most 8·4·128 = 4096: fits i16).
+/// `maddubs`' pair sums (at most 8·4·128 = 4096: fits i16) by the matvec tile; and for
+/// the matmul tile (one i32 lane per row, activations broadcast 4 values at a time),
+/// `-8·Σx` over the values `≡ 0, 1 (mod 4)` and over those `≡ 2, 3`: the two i16
+/// halves of each lane (at most 8·16·128 = 16384 in magnitude: fits i16).
 fn prep_q4_pairs(xb: &BlockQ8) -> Prep {
-    Prep::new(
+    let mut p = Prep::new(
         bytemuck::cast(half_sums::<8>(xb).map(|s| (8 * s) as i16)),
         xb,
-    )
+    );
+    let mut c = [0i32; 2];
+    for (i, &v) in xb.qs.iter().enumerate() {
+        c[(i / 2) % 2] += i32::from(v);
+    }
+    p.c = c.map(|s| (-8 * s) as i16);
+    p
 }
 
 /// AVX2 Q4A: Σx over values 0..8 and 8..16 of both halves, as `[A, B, A, B]` f32 —
