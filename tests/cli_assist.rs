@@ -248,6 +248,53 @@ fn llm_stage_on_phrasings_the_templates_miss() {
     }
 }
 
+/// Numbers said are read from the text (digits, words, "half", units) and decide which
+/// intents the model chooses among: commands none of the templates take, end to end.
+#[test]
+fn llm_stage_takes_numbers_from_the_text() {
+    llm_model();
+    let cases = [
+        (
+            "could the desk lamp go to twenty five percent",
+            "HassLightSet",
+            json!({"name": "Desk Lamp", "brightness": 25}),
+        ),
+        (
+            "i'd like the thermostat at 18 degrees",
+            "HassClimateSetTemperature",
+            json!({"name": "Thermostat", "temperature": 18}),
+        ),
+        (
+            "buzz me in an hour and a half",
+            "HassStartTimer",
+            json!({"hours": 1, "minutes": 30}),
+        ),
+        (
+            "the living room blinds should be halfway open",
+            "HassSetPosition",
+            json!({"name": "Living Room Blinds", "position": 50}),
+        ),
+        (
+            "the television at 40 percent volume would be great",
+            "HassSetVolume",
+            json!({"name": "Television", "volume_level": 40}),
+        ),
+    ];
+    let mut args = vec!["--json".to_string(), "--no-answers".to_string()];
+    for (t, ..) in &cases {
+        args.push("--text".into());
+        args.push((*t).into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (lines, stderr) = assist(&args, &[]);
+    assert_eq!(lines.len(), cases.len(), "{stderr}");
+    for (v, (text, intent, slots)) in lines.iter().zip(&cases) {
+        assert_eq!(v["stage"], "llm", "{text}: {v}");
+        assert_eq!(v["intent"], *intent, "{text}: {v}");
+        assert_eq!(v["slots"], *slots, "{text}: {v}");
+    }
+}
+
 /// The answer path: an open question gets no intent and the LLM's own answer as the
 /// response (stage "llm"); a paraphrased command in the same run still gets its intent.
 #[test]

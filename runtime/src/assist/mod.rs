@@ -9,6 +9,7 @@
 //! server can share one pipeline; every stage is timed.
 
 pub mod llm;
+pub mod quantity;
 pub mod response;
 
 use std::time::Instant;

@@ -14,15 +14,22 @@
 //! ```text
 //! {"action": ⟨ "turn on", | "set brightness", | "tell weather"} | … ⟩
 //!     "name": ⟨ "Desk Lamp"} | … | null, ⟩ "area": ⟨ "Office", | … ⟩ "domain": ⟨ "light"} | … ⟩
-//!     "brightness": ⟨ 0} | … | 100} ⟩                        (intents with a number)
-//!     ⟨ "hours": | "minutes": | "seconds": ⟩ ⟨ 1} | … | 100} ⟩   (start timer)
+//!     "brightness": ⟨ the number said ⟩                     (intents with a number)
+//!     ⟨ "hours": | "minutes": | "seconds": ⟩ ⟨ the number said ⟩   (start timer)
 //! ```
 //!
 //! Actions are offered in plain words (each maps to one intent): a 135M model maps an
-//! utterance to "set brightness" far better than to `HassLightSet`. Devices, areas
-//! and numbers are narrowed to those the utterance says when it says some (a small
-//! model otherwise drifts to the names in its prompt); otherwise every device, area
-//! and number in the slot's range is an option.
+//! utterance to "set brightness" far better than to `HassLightSet`. Devices and areas
+//! are narrowed to those the utterance says when it says some (a small model otherwise
+//! drifts to the names in its prompt); otherwise every device and area is an option.
+//!
+//! **Numbers** are read, not generated ([`crate::assist::quantity`]: digits, words,
+//! "half", and the unit after them). They also decide which actions are offered
+//! ([`specs::candidates`]): a number that fits an intent's slot (unit and range) leaves
+//! only the intents it fits, of those the ones acting on the kind of device named;
+//! no number leaves only the intents without one. The model then chooses among what is
+//! left (often nothing is left to choose), and the slot value is the number said. These
+//! are deterministic rules, documented as such in docs/runtime-api.md.
 //!
 //! At a choice point each option is a token sequence (tokenized on its own: every
 //! option starts with a space and ends in punctuation, where the byte-level BPE's
@@ -36,218 +43,25 @@
 //! Not a command: with `answer_questions`, the model then answers in a sentence with
 //! its own chat prompt.
 
+mod specs;
+
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use serde_json::Value;
 
+pub use specs::llm_intents;
+use specs::{candidates, Number, Spec, Target, SPECS};
+
+use crate::assist::quantity::{quantities, Quantity};
 use crate::intent::home::Entity;
-use crate::intent::normalize::{normalize, parse_number_words};
+use crate::intent::normalize::normalize;
 use crate::intent::{Home, IntentMatch, Stage};
 use crate::llm::{
     generate, ChatMessage, ChatTemplate, Engine, GenerateOptions, Role, Sampler, SamplerConfig,
     Session,
 };
 use crate::{Error, Result};
-
-/// An intent the LLM may choose: its name, the words the prompt describes it by,
-/// what it targets, and its number slot.
-struct Spec {
-    name: &'static str,
-    /// The action in plain words: what the model chooses (a small model maps an
-    /// utterance to "set brightness" far better than to `HassLightSet`).
-    say: &'static str,
-    what: &'static str,
-    target: Target,
-    number: Option<Number>,
-}
-
-/// What an intent acts on.
-enum Target {
-    /// Nothing (the time, the weather, media, timers).
-    None,
-    /// A device of these domains (any domain when empty), or an area. `area_slots` are
-    /// the fixed slots the templates report for the area form (`domain: light`); with
-    /// none and no number the model names the kind of device (`domain`) itself.
-    Device {
-        domains: &'static [&'static str],
-        area_slots: &'static [(&'static str, &'static str)],
-    },
-}
-
-/// A whole number in `min..=max` under one of `keys` (the template stage's slot names).
-struct Number {
-    keys: &'static [&'static str],
-    min: u32,
-    max: u32,
-}
-
-const ANY: Target = Target::Device {
-    domains: &[],
-    area_slots: &[],
-};
-
-/// The intents the LLM may choose. Number ranges are those of the HA data's lists
-/// (`brightness`, `temperature`, `timer_*`, `volume`, `position`), whole numbers only;
-/// a timer gets one unit (the templates handle "1 hour and 30 minutes").
-const SPECS: &[Spec] = &[
-    Spec {
-        name: "HassTurnOn",
-        say: "turn on",
-        what: "switch on, open or start a device",
-        target: ANY,
-        number: None,
-    },
-    Spec {
-        name: "HassTurnOff",
-        say: "turn off",
-        what: "switch off, close or stop a device",
-        target: ANY,
-        number: None,
-    },
-    Spec {
-        name: "HassToggle",
-        say: "toggle",
-        what: "toggle a device",
-        target: ANY,
-        number: None,
-    },
-    Spec {
-        name: "HassGetState",
-        say: "check state",
-        what: "ask whether a device is on, off, open or closed",
-        target: ANY,
-        number: None,
-    },
-    Spec {
-        name: "HassLightSet",
-        say: "set brightness",
-        what: "set a light's brightness in percent",
-        target: Target::Device {
-            domains: &["light"],
-            area_slots: &[("domain", "light")],
-        },
-        number: Some(Number {
-            keys: &["brightness"],
-            min: 0,
-            max: 100,
-        }),
-    },
-    Spec {
-        name: "HassClimateSetTemperature",
-        say: "set temperature",
-        what: "set the heating to a temperature in degrees",
-        target: Target::Device {
-            domains: &["climate"],
-            area_slots: &[],
-        },
-        number: Some(Number {
-            keys: &["temperature"],
-            min: 0,
-            max: 100,
-        }),
-    },
-    Spec {
-        name: "HassSetVolume",
-        say: "set volume",
-        what: "set the volume in percent",
-        target: Target::Device {
-            domains: &["media_player"],
-            area_slots: &[],
-        },
-        number: Some(Number {
-            keys: &["volume_level"],
-            min: 0,
-            max: 100,
-        }),
-    },
-    Spec {
-        name: "HassSetPosition",
-        say: "set position",
-        what: "open or close blinds or a door to a position in percent",
-        target: Target::Device {
-            domains: &["cover", "valve"],
-            area_slots: &[("domain", "cover")],
-        },
-        number: Some(Number {
-            keys: &["position"],
-            min: 0,
-            max: 100,
-        }),
-    },
-    Spec {
-        name: "HassStartTimer",
-        say: "start timer",
-        what: "start a timer for some hours, minutes or seconds",
-        target: Target::None,
-        number: Some(Number {
-            keys: &["hours", "minutes", "seconds"],
-            min: 1,
-            max: 100,
-        }),
-    },
-    Spec {
-        name: "HassGetCurrentTime",
-        say: "tell time",
-        what: "ask the time",
-        target: Target::None,
-        number: None,
-    },
-    Spec {
-        name: "HassGetCurrentDate",
-        say: "tell date",
-        what: "ask the date",
-        target: Target::None,
-        number: None,
-    },
-    Spec {
-        name: "HassGetWeather",
-        say: "tell weather",
-        what: "ask about the weather",
-        target: Target::None,
-        number: None,
-    },
-    Spec {
-        name: "HassMediaPause",
-        say: "pause media",
-        what: "pause the music or TV",
-        target: Target::None,
-        number: None,
-    },
-    Spec {
-        name: "HassMediaUnpause",
-        say: "resume media",
-        what: "resume the music or TV",
-        target: Target::None,
-        number: None,
-    },
-    Spec {
-        name: "HassMediaNext",
-        say: "next track",
-        what: "skip to the next track",
-        target: Target::None,
-        number: None,
-    },
-    Spec {
-        name: "HassMediaPrevious",
-        say: "previous track",
-        what: "go back to the previous track",
-        target: Target::None,
-        number: None,
-    },
-    Spec {
-        name: "HassNevermind",
-        say: "never mind",
-        what: "cancel, never mind",
-        target: Target::None,
-        number: None,
-    },
-];
-
-/// The intent names the LLM stage can produce (those of them the data defines are used).
-pub fn llm_intents() -> impl Iterator<Item = &'static str> {
-    SPECS.iter().map(|s| s.name)
-}
 
 /// Options of the LLM stage.
 #[derive(Debug, Clone)]
@@ -325,7 +139,7 @@ impl LlmFallback {
 
     /// Classifies `text` among `available` intents (those the data defines) for `home`.
     pub fn handle(&mut self, text: &str, home: &Home, available: &[String]) -> Result<LlmAnswer> {
-        let specs: Vec<&Spec> = SPECS
+        let specs: Vec<&'static Spec> = SPECS
             .iter()
             .filter(|s| available.iter().any(|a| a == s.name))
             .collect();
@@ -351,37 +165,33 @@ impl LlmFallback {
     /// The decision: `Some(p)` (p = the probability of "home" against "chat", > ½)
     /// when `text` is for the home, `None` when it is not.
     fn for_home(&mut self, text: &str) -> Result<Option<f32>> {
-        let mut msgs = vec![ChatMessage::new(Role::System, DECIDE_SYSTEM)];
-        for (user, label) in DECIDE_SHOTS {
-            msgs.push(ChatMessage::new(Role::User, *user));
-            msgs.push(ChatMessage::new(Role::Assistant, *label));
-        }
-        msgs.push(ChatMessage::new(Role::User, text));
-        let ids = self.engine.tokenize(
-            &self.template.render(&msgs, true),
-            self.engine.info().add_bos,
-        )?;
-        let mut lp = [0f32; 2];
-        for (i, label) in ["home", "chat"].iter().enumerate() {
-            lp[i] = self.sequence_logprob(&ids, label)?;
-        }
+        let ids = self.labelled_prompt(DECIDE_SYSTEM, DECIDE_SHOTS, text)?;
+        let first = self.decide.sync(&ids)?.to_vec();
+        let labels = ["home".to_string(), "chat".to_string()];
+        let lp = score_options(&self.engine, &mut self.decide, &first, &labels)?;
         let p = 1.0 / (1.0 + (lp[1] - lp[0]).exp());
         tracing::debug!("llm decision: p(home) = {p:.3} for {text:?}");
         Ok((p > 0.5).then_some(p))
     }
 
-    /// log P(`option` | `prompt`) in the decision session (teacher-forced).
-    fn sequence_logprob(&mut self, prompt: &[u32], option: &str) -> Result<f32> {
-        let ids = self.engine.tokenize(option, false)?;
-        let mut logits = self.decide.sync(prompt)?.to_vec();
-        let mut lp = 0.0;
-        for (k, &t) in ids.iter().enumerate() {
-            lp += log_softmax_at(&logits, t)?;
-            if k + 1 < ids.len() {
-                logits = self.decide.decode(t)?.to_vec();
-            }
+    /// A system prompt, worked (user, label) pairs and `text`, tokenized, ready for the
+    /// assistant's label.
+    fn labelled_prompt(
+        &self,
+        system: &str,
+        shots: &[(&str, &str)],
+        text: &str,
+    ) -> Result<Vec<u32>> {
+        let mut msgs = vec![ChatMessage::new(Role::System, system)];
+        for (user, label) in shots {
+            msgs.push(ChatMessage::new(Role::User, *user));
+            msgs.push(ChatMessage::new(Role::Assistant, *label));
         }
-        Ok(lp)
+        msgs.push(ChatMessage::new(Role::User, text));
+        self.engine.tokenize(
+            &self.template.render(&msgs, true),
+            self.engine.info().add_bos,
+        )
     }
 
     /// The intent JSON for a command (`p`: the decision's confidence, the score).
@@ -389,23 +199,29 @@ impl LlmFallback {
         &mut self,
         text: &str,
         home: &Home,
-        specs: &[&Spec],
+        specs: &[&'static Spec],
         p: f32,
     ) -> Result<IntentMatch> {
         let entities: Vec<&Entity> = home.entities.iter().filter(|e| e.exposed).collect();
-        let prompt = self.prompt(text, home, specs, &entities);
-        let mut ids = self.engine.tokenize(&prompt, self.engine.info().add_bos)?;
-        ids.extend(self.engine.tokenize("{\"action\":", false)?);
+        let said = quantities(text);
+        let (named_ids, _) = named(text, entities.iter().map(|e| names_of(&e.name, &e.aliases)));
+        let named_devices: Vec<&Entity> = named_ids.iter().map(|&i| entities[i]).collect();
+        // Deterministic narrowing by the numbers said (specs::candidates), then the
+        // model's choice among what is left.
+        let cands = match candidates(specs, &said, &named_devices) {
+            c if c.is_empty() => specs.to_vec(),
+            c => c,
+        };
+        let ids = self.json_prompt(text, home, specs, &entities)?;
         self.logits = self.session.sync(&ids)?.to_vec();
+        let spec = if let [only] = cands[..] {
+            self.feed(&action_text(only))?;
+            only
+        } else {
+            let texts = cands.iter().map(|s| action_text(s)).collect();
+            cands[self.choose(texts)?]
+        };
 
-        let texts: Vec<String> = specs
-            .iter()
-            .map(|s| match (&s.target, &s.number) {
-                (Target::None, None) => format!(" \"{}\"}}", s.say),
-                _ => format!(" \"{}\",", s.say),
-            })
-            .collect();
-        let spec = specs[self.choose(texts)?];
         let mut slots = BTreeMap::new();
         if let Target::Device {
             domains,
@@ -415,27 +231,7 @@ impl LlmFallback {
             self.target(text, spec, domains, area_slots, home, &entities, &mut slots)?;
         }
         if let Some(n) = &spec.number {
-            let key = match n.keys {
-                [key] => {
-                    self.feed(&format!(" \"{key}\":"))?;
-                    *key
-                }
-                keys => {
-                    let texts = keys.iter().map(|k| format!(" \"{k}\":")).collect();
-                    keys[self.choose(texts)?]
-                }
-            };
-            // The numbers said, if any is in range (else any in range).
-            let mut values: Vec<u32> = spoken_numbers(text)
-                .into_iter()
-                .filter(|v| (n.min..=n.max).contains(v))
-                .collect();
-            if values.is_empty() {
-                values = (n.min..=n.max).collect();
-            }
-            let texts = values.iter().map(|v| format!(" {v}}}")).collect();
-            let v = values[self.choose(texts)?];
-            slots.insert(key.to_string(), Value::from(v));
+            self.number(n, &said, &mut slots)?;
         }
         Ok(IntentMatch {
             text: text.to_string(),
@@ -445,6 +241,70 @@ impl LlmFallback {
             score: p,
             response: None,
         })
+    }
+
+    /// The number slots: the values said (the model picks when one slot was said with
+    /// several values, or the slot when no unit tells it).
+    fn number(
+        &mut self,
+        n: &Number,
+        said: &[Quantity],
+        slots: &mut BTreeMap<String, Value>,
+    ) -> Result<()> {
+        let fit = n.said(said);
+        let mut keyed: Vec<(&str, Vec<u32>)> = Vec::new();
+        let mut unkeyed: Vec<u32> = Vec::new();
+        for q in &fit {
+            match n.slot_for(q) {
+                Some(Some(k)) => match keyed.iter_mut().find(|(kk, _)| *kk == k) {
+                    Some((_, vs)) if !vs.contains(&q.value) => vs.push(q.value),
+                    Some(_) => {}
+                    None => keyed.push((k, vec![q.value])),
+                },
+                Some(None) if !unkeyed.contains(&q.value) => unkeyed.push(q.value),
+                _ => {}
+            }
+        }
+        if keyed.is_empty() {
+            let key = match n.slots {
+                [(key, _)] => *key,
+                keys => {
+                    let texts = keys.iter().map(|(k, _)| format!(" \"{k}\":")).collect();
+                    keys[self.choose(texts)?].0
+                }
+            };
+            let values = if unkeyed.is_empty() {
+                (n.min..=n.max).collect()
+            } else {
+                unkeyed
+            };
+            keyed.push((key, values));
+        }
+        for (key, values) in keyed {
+            let v = if let [v] = values[..] {
+                v
+            } else {
+                self.feed(&format!(" \"{key}\":"))?;
+                let texts = values.iter().map(|v| format!(" {v}}}")).collect();
+                values[self.choose(texts)?]
+            };
+            slots.insert(key.to_string(), Value::from(v));
+        }
+        Ok(())
+    }
+
+    /// The JSON step's prompt for `text`, up to the first choice (`{"action":`).
+    fn json_prompt(
+        &self,
+        text: &str,
+        home: &Home,
+        specs: &[&Spec],
+        entities: &[&Entity],
+    ) -> Result<Vec<u32>> {
+        let prompt = self.prompt(text, home, specs, entities);
+        let mut ids = self.engine.tokenize(&prompt, self.engine.info().add_bos)?;
+        ids.extend(self.engine.tokenize("{\"action\":", false)?);
+        Ok(ids)
     }
 
     /// The device (`name`), or an area (and, for intents without fixed area slots or a
@@ -550,21 +410,26 @@ impl LlmFallback {
         let areas: Vec<&str> = home.areas.iter().map(|a| a.name.as_str()).collect();
         sys.push_str(&format!("Areas: {}\n", areas.join(", ")));
         let mut msgs = vec![ChatMessage::new(Role::System, sys)];
-        // One worked command: without it SmolLM2-135M does worse (30% vs 45% of the
-        // intents right in scripts/bench/llm-intents), though it leans to "turn on".
-        if let Some(e) = entities.first() {
-            let name = e.name.to_lowercase();
-            msgs.push(ChatMessage::new(
-                Role::User,
-                format!("could you get the {name} going"),
-            ));
-            msgs.push(ChatMessage::new(
-                Role::Assistant,
-                format!(
-                    "{{\"action\": \"turn on\", \"name\": \"{}\"}}",
-                    json_str(&e.name)
-                ),
-            ));
+        // Worked commands, one per device action (on the home's first devices): with
+        // none SmolLM2-135M does worse (30% vs 45% of the intents right in
+        // scripts/bench/llm-intents); one alone ("turn on") pulls every answer to its
+        // action (BENCHMARKS.md).
+        let shots: Vec<(String, String)> = entities
+            .iter()
+            .zip(SHOTS)
+            .map(|(e, (say, action))| {
+                (
+                    say.replace("{}", &e.name.to_lowercase()),
+                    format!(
+                        "{{\"action\": \"{action}\", \"name\": \"{}\"}}",
+                        json_str(&e.name)
+                    ),
+                )
+            })
+            .collect();
+        for (user, reply) in shots {
+            msgs.push(ChatMessage::new(Role::User, user));
+            msgs.push(ChatMessage::new(Role::Assistant, reply));
         }
         msgs.push(ChatMessage::new(Role::User, text));
         self.template.render(&msgs, true)
@@ -700,27 +565,51 @@ fn named(text: &str, candidates: impl Iterator<Item = Vec<Vec<String>>>) -> (Vec
     (picked, best >= 1.0)
 }
 
-/// The whole numbers in `text`, as digits or English words, in order.
-fn spoken_numbers(text: &str) -> Vec<u32> {
-    let norm = normalize(text);
-    let words: Vec<&str> = norm.text.split(' ').collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < words.len() {
-        let digits = words[i].trim_end_matches('%');
-        if let Ok(v) = digits.parse::<u32>() {
-            out.push(v);
-            i += 1;
-        } else if let Some(&(v, used)) = parse_number_words(&words[i..]).last() {
-            if let Ok(v) = u32::try_from(v) {
-                out.push(v);
-            }
-            i += used;
-        } else {
-            i += 1;
-        }
+/// Worked commands for the JSON prompt (`{}`: one of the home's devices): one for each
+/// device action, so none of them is the prompt's only example.
+const SHOTS: [(&str, &str); 3] = [
+    ("could you get the {} going", "turn on"),
+    ("switch the {} off", "turn off"),
+    ("is the {} on", "check state"),
+];
+
+/// The action's JSON text: the object ends after it when nothing follows.
+fn action_text(s: &Spec) -> String {
+    match (&s.target, &s.number) {
+        (Target::None, None) => format!(" \"{}\"}}", s.say),
+        _ => format!(" \"{}\",", s.say),
     }
-    out
+}
+
+/// log P(option | the session's tokens) for each option, teacher-forced from `first`
+/// (the logits after the session's tokens); the session is left as it was.
+fn score_options(
+    engine: &Engine,
+    session: &mut Session,
+    first: &[f32],
+    texts: &[String],
+) -> Result<Vec<f32>> {
+    let base = session.len();
+    let mut out = Vec::with_capacity(texts.len());
+    for t in texts {
+        let ids = engine.tokenize(t, false)?;
+        let Some((&head, _)) = ids.split_first() else {
+            return Err(Error::Invalid("llm: an empty option".into()));
+        };
+        let mut lp = log_softmax_at(first, head)?;
+        if ids.len() > 1 {
+            let mut rest = Vec::with_capacity(ids.len() - 1);
+            session.eval_logits(&ids[..ids.len() - 1], 0, |i, logits| {
+                rest.push(log_softmax_at(logits, ids[i + 1]));
+            })?;
+            session.truncate(base);
+            for r in rest {
+                lp += r?;
+            }
+        }
+        out.push(lp);
+    }
+    Ok(out)
 }
 
 /// `log softmax(logits)[t]`.
@@ -742,16 +631,6 @@ fn json_str(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_said_as_digits_or_words() {
-        assert_eq!(spoken_numbers("dim it to 30%"), [30]);
-        assert_eq!(
-            spoken_numbers("twenty five minutes and 10 seconds"),
-            [25, 10]
-        );
-        assert!(spoken_numbers("turn on the lamp").is_empty());
-    }
 
     #[test]
     fn names_said_narrow_the_options() {
