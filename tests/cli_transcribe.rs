@@ -38,6 +38,9 @@ fn json_output_per_file_and_bad_files_reported() {
     );
     assert!((v["audio_s"].as_f64().unwrap() - 11.0).abs() < 0.01, "{v}");
     assert!(v["ms"].as_u64().unwrap() > 0);
+    // The encoder context sized to jfk.wav's 176 000 samples (scripts/bench/stt reads it).
+    let ctx = hearth_runtime::voice::audio_ctx_for(176_000);
+    assert_eq!(v["audio_ctx"].as_u64(), Some(ctx as u64), "{v}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

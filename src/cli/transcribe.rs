@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
 #[cfg(feature = "whisper")]
-use hearth_runtime::voice::{load_audio, Transcriber, TranscriberOptions};
+use hearth_runtime::voice::{load_audio, Transcriber, TranscriberOptions, Transcript};
 
 /// Transcribe audio files (WAV, FLAC, Ogg Vorbis; any rate, channels, bit depth) with a
 /// Whisper model.
@@ -31,7 +31,7 @@ pub struct Args {
     /// Device/area names to bias recognition towards (comma separated).
     #[arg(long, value_delimiter = ',')]
     prompt: Vec<String>,
-    /// One JSON object per file: {"file","text","audio_s","ms"}.
+    /// One JSON object per file: {"file","text","audio_s","ms","audio_ctx"}.
     #[arg(long)]
     json: bool,
 }
@@ -69,13 +69,18 @@ pub fn run(args: Args) -> Result<()> {
     let mut failed = 0;
     for file in &args.files {
         match transcribe_one(&mut transcriber, file) {
-            Ok((text, audio_s, ms)) => {
+            Ok(r) => {
+                let text = r.text;
                 if args.json {
+                    let audio_s = (f64::from(r.audio_seconds) * 1000.0).round() / 1000.0;
                     let obj = serde_json::json!({
                         "file": file.display().to_string(),
                         "text": text,
                         "audio_s": audio_s,
-                        "ms": ms,
+                        "ms": r.elapsed.as_millis() as u64,
+                        // The encoder context used (frames; scripts/bench/stt gives
+                        // whisper-cli the same).
+                        "audio_ctx": r.audio_ctx,
                     });
                     println!("{obj}");
                 } else if args.files.len() > 1 {
@@ -98,12 +103,10 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 #[cfg(feature = "whisper")]
-fn transcribe_one(t: &mut Transcriber, file: &Path) -> Result<(String, f64, u64)> {
+fn transcribe_one(t: &mut Transcriber, file: &Path) -> Result<Transcript> {
     let audio = load_audio(file)?;
     if audio.samples.is_empty() {
         anyhow::bail!("the file holds no audio samples");
     }
-    let r = t.transcribe(&audio.samples)?;
-    let audio_s = (f64::from(r.audio_seconds) * 1000.0).round() / 1000.0;
-    Ok((r.text, audio_s, r.elapsed.as_millis() as u64))
+    Ok(t.transcribe(&audio.samples)?)
 }
