@@ -172,7 +172,9 @@ impl Prep {
 
     /// (With F16C in the caller's features the scale converts in one instruction:
     /// `half`'s `to_f32` checks the CPU at run time on every call, and was 5% of a
-    /// prefill's time when every kernel call prepared its activations through it.)
+    /// prefill's time when every kernel call prepared its activations through it.
+    /// The `prep_*` functions stay out of line: inlined into the gemm, they made its
+    /// tile loop ~20% slower in `cargo bench -p hearth-quant`.)
     #[target_feature(enable = "avx2,f16c")]
     #[inline]
     fn new(v: [u8; 16], xb: &BlockQ8) -> Prep {
@@ -201,7 +203,7 @@ fn half_sums<const P: usize>(xb: &BlockQ8) -> [i32; P] {
 
 /// Prep with only the scale.
 #[target_feature(enable = "avx2,f16c")]
-#[inline]
+#[inline(never)]
 fn prep_scale(xb: &BlockQ8) -> Prep {
     Prep::new([0; 16], xb)
 }
@@ -209,21 +211,21 @@ fn prep_scale(xb: &BlockQ8) -> Prep {
 /// AVX-512 Q4: `-8·Σx` per i32 lane position (4 values of each half), the initial
 /// accumulator of `dpbusd`.
 #[target_feature(enable = "avx2,f16c")]
-#[inline]
+#[inline(never)]
 fn prep_q4_quads(xb: &BlockQ8) -> Prep {
     Prep::new(bytemuck::cast(half_sums::<4>(xb).map(|s| -8 * s)), xb)
 }
 
 /// AVX-512 Q8 (weights biased by +128): `-128·Σx` per i32 lane position.
 #[target_feature(enable = "avx2,f16c")]
-#[inline]
+#[inline(never)]
 fn prep_q8_quads(xb: &BlockQ8) -> Prep {
     Prep::new(bytemuck::cast(half_sums::<4>(xb).map(|s| -128 * s)), xb)
 }
 
 /// AVX-512 Q4A: Σx per i32 lane position, as f32.
 #[target_feature(enable = "avx2,f16c")]
-#[inline]
+#[inline(never)]
 fn prep_q4a_quads(xb: &BlockQ8) -> Prep {
     Prep::new(bytemuck::cast(half_sums::<4>(xb).map(|s| s as f32)), xb)
 }
@@ -234,7 +236,7 @@ fn prep_q4a_quads(xb: &BlockQ8) -> Prep {
 /// `-8·Σx` over the values `≡ 0, 1 (mod 4)` and over those `≡ 2, 3`: the two i16
 /// halves of each lane (at most 8·16·128 = 16384 in magnitude: fits i16).
 #[target_feature(enable = "avx2,f16c")]
-#[inline]
+#[inline(never)]
 fn prep_q4_pairs(xb: &BlockQ8) -> Prep {
     let mut p = Prep::new(
         bytemuck::cast(half_sums::<8>(xb).map(|s| (8 * s) as i16)),
@@ -251,7 +253,7 @@ fn prep_q4_pairs(xb: &BlockQ8) -> Prep {
 /// AVX2 Q4A: Σx over values 0..8 and 8..16 of both halves, as `[A, B, A, B]` f32 —
 /// the positions of each row's two partial sums in `dot_nibbles`' layout.
 #[target_feature(enable = "avx2,f16c")]
-#[inline]
+#[inline(never)]
 fn prep_q4a_pairs(xb: &BlockQ8) -> Prep {
     let [a, b] = half_sums::<2>(xb).map(|s| s as f32);
     Prep::new(bytemuck::cast([a, b, a, b]), xb)
