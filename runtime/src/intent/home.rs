@@ -125,7 +125,7 @@ impl Home {
                     return Err(format!("entity '{}' is in unknown area '{a}'", e.name));
                 }
             }
-            for n in std::iter::once(&e.name).chain(&e.aliases) {
+            for n in e.names() {
                 let key = normalize_phrase(n);
                 if let Some(prev) = seen.insert(key, &e.name) {
                     warnings.push(format!(
@@ -150,13 +150,39 @@ impl Home {
     }
 }
 
+/// A name followed by its aliases: every way a floor, area or entity can be said.
+fn with_aliases<'a>(name: &'a String, aliases: &'a [String]) -> impl Iterator<Item = &'a String> {
+    std::iter::once(name).chain(aliases)
+}
+
+impl Floor {
+    /// Its name, then its aliases.
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        with_aliases(&self.name, &self.aliases)
+    }
+}
+
+impl Area {
+    /// Its name, then its aliases.
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        with_aliases(&self.name, &self.aliases)
+    }
+}
+
+impl Entity {
+    /// Its name, then its aliases.
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        with_aliases(&self.name, &self.aliases)
+    }
+}
+
 fn unique_names<'a>(
     kind: &str,
     items: impl Iterator<Item = (&'a String, &'a Vec<String>)>,
 ) -> std::result::Result<HashMap<String, &'a str>, String> {
     let mut map = HashMap::new();
     for (name, aliases) in items {
-        for n in std::iter::once(name).chain(aliases) {
+        for n in with_aliases(name, aliases) {
             let key = normalize_phrase(n);
             if key.is_empty() {
                 return Err(format!("{kind} with a blank name or alias ('{name}')"));

@@ -473,27 +473,19 @@ fn home_lists(home: &Home) -> Vec<(&'static str, SlotList)> {
         if let Some(dc) = &e.device_class {
             ctx.push(("device_class".into(), Value::String(dc.clone())));
         }
-        for said in std::iter::once(&e.name).chain(&e.aliases) {
+        for said in e.names() {
             names.push(value(said, &e.name, ctx.clone()));
         }
     }
     let areas = home
         .areas
         .iter()
-        .flat_map(|a| {
-            std::iter::once(&a.name)
-                .chain(&a.aliases)
-                .map(|s| value(s, &a.name, Vec::new()))
-        })
+        .flat_map(|a| a.names().map(|s| value(s, &a.name, Vec::new())))
         .collect();
     let floors = home
         .floors
         .iter()
-        .flat_map(|f| {
-            std::iter::once(&f.name)
-                .chain(&f.aliases)
-                .map(|s| value(s, &f.name, Vec::new()))
-        })
+        .flat_map(|f| f.names().map(|s| value(s, &f.name, Vec::new())))
         .collect();
     vec![
         ("name", SlotList::Values(names)),

@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use super::vocab::{chatter, wildcard};
 use super::Rng;
 use crate::intent::data::{parse_at, IntentBlock, ListDef, ListValueDef, RangeDef};
+use crate::intent::home::{Area, Entity, Floor};
 use crate::intent::template::Expr;
 use crate::intent::{Home, IntentsFile, Source};
 use crate::{Error, Result};
@@ -214,21 +215,11 @@ impl<'a> Expander<'a> {
             .entities
             .iter()
             .filter(|e| e.exposed)
-            .flat_map(|e| std::iter::once(&e.name).chain(&e.aliases))
+            .flat_map(Entity::names)
             .cloned()
             .collect();
-        let areas = home
-            .areas
-            .iter()
-            .flat_map(|a| std::iter::once(&a.name).chain(&a.aliases))
-            .cloned()
-            .collect();
-        let floors = home
-            .floors
-            .iter()
-            .flat_map(|f| std::iter::once(&f.name).chain(&f.aliases))
-            .cloned()
-            .collect();
+        let areas = home.areas.iter().flat_map(Area::names).cloned().collect();
+        let floors = home.floors.iter().flat_map(Floor::names).cloned().collect();
         let home = HashMap::from([("name", names), ("area", areas), ("floor", floors)]);
         Ok(Expander {
             src,
