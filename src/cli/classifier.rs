@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use hearth_quant::classifier::write_result;
-use hearth_quant::Kernels;
+use hearth_quant::classifier::{write_result, MAX_FEATURES, MAX_HIDDEN};
+use hearth_quant::{Kernels, QK};
 use hearth_runtime::intent::classifier::sample::SampleOptions;
 use hearth_runtime::intent::classifier::train::TrainOptions;
 use hearth_runtime::intent::classifier::{train_classifier, IntentClassifier, INTENTS};
@@ -67,12 +67,12 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         ..TrainOptions::default()
     };
     anyhow::ensure!(
-        args.buckets.is_multiple_of(32) && (32..=2048).contains(&args.buckets),
-        "--buckets must be a multiple of 32 in 32..=2048"
+        args.buckets.is_multiple_of(QK) && (QK..=MAX_FEATURES).contains(&args.buckets),
+        "--buckets must be a multiple of {QK} in {QK}..={MAX_FEATURES}"
     );
     anyhow::ensure!(
-        args.hidden.is_multiple_of(32) && (32..=128).contains(&args.hidden),
-        "--hidden must be a multiple of 32 in 32..=128"
+        args.hidden.is_multiple_of(QK) && (QK..=MAX_HIDDEN).contains(&args.hidden),
+        "--hidden must be a multiple of {QK} in {QK}..={MAX_HIDDEN}"
     );
     let start = std::time::Instant::now();
     let (bytes, report) = train_classifier(&data, &src, &home, INTENTS, &sample_opts, &train_opts)?;

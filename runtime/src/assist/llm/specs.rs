@@ -228,7 +228,7 @@ pub(super) const SPECS: &[Spec] = &[
 ];
 
 /// The intents the model chooses among, given the numbers said (deterministic rules,
-/// documented in docs/intents.md):
+/// documented in docs/runtime-api.md):
 /// - a number said that fits an intent's number slot (its unit, or no unit, and in
 ///   range) leaves only the intents it fits;
 /// - no such number leaves only the intents without a number slot (a number intent

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::intent::{Home, IntentsFile, Source};
 use crate::model::reader::read_layout;
 use crate::{Error, Result};
-use sample::{Sample, SampleOptions, SampleSet};
+use sample::{SampleOptions, SampleSet};
 use train::TrainOptions;
 
 /// The intents the classifier learns (plus [`sample::NONE_LABEL`]): those the assistant
@@ -186,6 +186,8 @@ pub fn train_classifier(
         .map_err(|e| Error::Invalid(format!("classifier metadata: {e}")))?;
     let bytes = file::to_bytes(&net, &set.labels, &json)?;
     let model = IntentClassifier::from_bytes(&bytes)?;
+    // Read in place once for the whole held-out set.
+    let classifier = model.classifier()?;
     let scalar = Kernels::get(hearth_quant::KernelSetName::Scalar)?;
     let mut report = TrainReport {
         labels: set.labels.clone(),
@@ -197,7 +199,8 @@ pub fn train_classifier(
         file_bytes: bytes.len(),
     };
     for s in &set.heldout {
-        let ok = predicted_label(&model, scalar, s)? == Some(s.label);
+        let predicted = classifier.classify(scalar, s.text.as_bytes())?;
+        let ok = predicted.map(|p| p.class) == Some(s.label);
         let part = if s.noisy {
             &mut report.heldout_noisy
         } else {
@@ -209,10 +212,6 @@ pub fn train_classifier(
         }
     }
     Ok((bytes, report))
-}
-
-fn predicted_label(model: &IntentClassifier, k: &Kernels, s: &Sample) -> Result<Option<usize>> {
-    Ok(model.classify(k, s.text.as_bytes())?.map(|p| p.class))
 }
 
 /// An 8-byte aligned copy of a file (f32 biases and f16 scales are read in place).
@@ -303,6 +302,8 @@ impl IntentClassifier {
     }
 
     /// The best class of `text` and its probability (`None`: no words in the text).
+    /// Reads the network from the file on each call; to classify many texts, take
+    /// [`IntentClassifier::classifier`] once.
     pub fn classify(&self, k: &Kernels, text: &[u8]) -> Result<Option<Prediction>> {
         Ok(self.classifier()?.classify(k, text)?)
     }
