@@ -100,13 +100,18 @@ fn q4a_block() -> impl Strategy<Value = BlockQ4A> + Clone {
     (scale(), scale(), nibble_bytes()).prop_map(|(d, m, qs)| BlockQ4A { d, m, qs })
 }
 
-/// A weight matrix shape (rows 1..=13, so often not a multiple of 4; K = 32·nb with
-/// nb 1..=20), its blocks, and `n` activation rows.
+/// Largest row count and K (in blocks) of [`problem`].
+const MAX_ROWS: usize = 37;
+const MAX_NB: usize = 20;
+
+/// A weight matrix shape (rows 1..=37, so often not a multiple of 4, and up to 10
+/// row groups: every kernel's widest row tile, 4 groups, and the groups left after it;
+/// K = 32·nb with nb 1..=20), its blocks, and `n` activation rows.
 fn problem<B: std::fmt::Debug + Clone>(
     block: impl Strategy<Value = B> + Clone,
     max_tokens: usize,
 ) -> impl Strategy<Value = (usize, usize, usize, Vec<B>, Vec<BlockQ8>)> {
-    (1usize..=13, 1usize..=20, 1usize..=max_tokens).prop_flat_map(move |(rows, nb, n)| {
+    (1usize..=MAX_ROWS, 1usize..=MAX_NB, 1usize..=max_tokens).prop_flat_map(move |(rows, nb, n)| {
         (
             Just(rows),
             Just(nb),
@@ -267,7 +272,7 @@ proptest! {
     #[test]
     fn pack_unpack_round_trip_q8_q4(
         (rows, nb, _n, w8, _x) in problem(q8_block(), 1),
-        w4 in prop::collection::vec(q4_block(), 13 * 20),
+        w4 in prop::collection::vec(q4_block(), MAX_ROWS * MAX_NB),
     ) {
         let mut p8 = vec![<BlockQ8x4 as bytemuck::Zeroable>::zeroed(); groups(rows) * nb];
         pack_matrix::<BlockQ8x4>(&w8, rows, nb, &mut p8).unwrap();

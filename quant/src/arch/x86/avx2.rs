@@ -340,7 +340,7 @@ fn tile_q4_rows8<const T: usize>(
         );
         for (acc, (x, p)) in acc.iter_mut().zip(xs.iter().zip(ps)) {
             let (xq, pr) = (qs_bytes(&x[kb]), &p[kb]);
-            let c: i32 = bytemuck::cast(pr.c);
+            let c: i32 = pr.c;
             let mut s16 = _mm256_set1_epi32(c);
             for (s, w) in w.iter().enumerate() {
                 let xd =

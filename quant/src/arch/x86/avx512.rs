@@ -1,11 +1,15 @@
 //! AVX-512 VNNI kernels (`vpdpbusd`: u8 × i8, four products summed into each i32 lane,
 //! no saturation).
 //!
-//! One 512-bit vector holds half of a packed row group's values, one row per 128-bit
-//! lane (values 0..16 in one vector, 16..32 in another), so two `vpdpbusd` give
-//! the products in the *quad layout* `[r0 ×4, r1 ×4, r2 ×4, r3 ×4]` (four partial
-//! sums per row); the matmul then folds four tokens into one vector before the float
-//! work (see [`accumulate`]).
+//! The matvec (and a matmul's last row groups): one 512-bit vector holds half of a
+//! packed row group's values, one row per 128-bit lane (values 0..16 in one vector,
+//! 16..32 in another), so two `vpdpbusd` give the products in the *quad layout*
+//! `[r0 ×4, r1 ×4, r2 ×4, r3 ×4]` (four partial sums per row), reduced per row at
+//! the end (see [`accumulate`]).
+//! The Q4 and Q8 matmul: 4 row groups are transposed per block so each i32 lane holds
+//! one row's whole dot product (see [`tile_rows16`]): a third fewer instructions per
+//! product than the quad layout, whose partial sums cost a transpose-and-add per
+//! group, 4 tokens and block.
 //! Signedness (the unsigned operand is always the weights; each product's offset is
 //! an activation-only sum, prepared once per call as the accumulator's initial value):
 //! - Q4: the nibbles are unsigned 0..=15, so `dpbusd(nibbles, x)` works directly; the
@@ -16,6 +20,7 @@ use super::{load128, prefetch, qs_bytes, reduce_pairs, scales4, tile_len, Prep};
 use crate::block::{BlockQ8, QK};
 use crate::packed::{BlockQ4Ax4, BlockQ4x4, BlockQ8x4, ROWS};
 use core::arch::x86_64::*;
+use half::f16;
 
 /// Load 64 bytes.
 #[target_feature(enable = "avx512f")]
@@ -234,6 +239,150 @@ fn tile_q4<const G: usize, const T: usize>(
     finish_acc(&acc)
 }
 
+// ---- The 16-row matmul tiles: one i32 lane per row, so no lane is ever added to
+// ---- another (unlike the quad layout, whose four partial sums per row cost a
+// ---- transpose-and-add per row group, 4 tokens and block).
+//
+// Per block, 4 row groups' values are transposed by dwords within 128-bit lanes so
+// that register `s` (`s < 8`) holds the 4 weights of every row that meet activation
+// bytes `4s..4s + 4`, lane `4·r + g` = row `r` of group `g`. Per token, each step's 4
+// activation bytes are broadcast and `dpbusd` adds every row's 4 products to its lane:
+// after 8 steps, started from the prepared offset (`Prep::c`), each lane is the block's
+// exact integer dot product, scaled and accumulated in f32 like the reference. Per
+// token and block: 8 `dpbusd` and 3 float instructions for 512 products; the
+// transpose is shared by the `T` tokens.
+
+/// Scales arrive as `[g0 r0..r3, g1 r0..r3, …]` (lane 4g + r); the products' lane
+/// 4r + g needs element 4g + r.
+#[target_feature(enable = "avx512f,avx2,f16c")]
+#[inline]
+fn scales16(d: [&[f16; ROWS]; 4]) -> __m512 {
+    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    let d = d.map(|d| bytemuck::cast::<_, u64>(*d) as i64);
+    _mm512_permutexvar_ps(
+        order,
+        _mm512_cvtph_ps(_mm256_setr_epi64x(d[0], d[1], d[2], d[3])),
+    )
+}
+
+/// Four registers with one row per 128-bit lane (`[r0 | r1 | r2 | r3]`, 4 dwords each),
+/// one per row group → dword `s` of every row in register `s`, lane `4r + g`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn transpose16(v: [__m512i; 4]) -> [__m512i; 4] {
+    let (a, c) = (
+        _mm512_unpacklo_epi32(v[0], v[1]),
+        _mm512_unpacklo_epi32(v[2], v[3]),
+    );
+    let (e, f) = (
+        _mm512_unpackhi_epi32(v[0], v[1]),
+        _mm512_unpackhi_epi32(v[2], v[3]),
+    );
+    [
+        _mm512_unpacklo_epi64(a, c),
+        _mm512_unpackhi_epi64(a, c),
+        _mm512_unpacklo_epi64(e, f),
+        _mm512_unpackhi_epi64(e, f),
+    ]
+}
+
+/// 4 row groups (16 rows) × `T` tokens, one row per lane: `decode` gives a block's
+/// weights as 8 registers (`w[s]` pairs with activation bytes `4s..4s + 4`, lane
+/// `4r + g`) and its rows' scales in the same lanes. (One loop for both formats: a
+/// helper holding the token loop was not inlined into it, and the call cost 15%.)
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn tile_rows16<P, const T: usize>(
+    wg: &[&[P]; 4],
+    xs: &[&[BlockQ8]; T],
+    ps: &[&[Prep]; T],
+    decode: impl Fn([&P; 4]) -> ([__m512i; 8], __m512),
+) -> [[[f32; ROWS]; T]; 4] {
+    let nb = tile_len(wg, xs, ps);
+    let mut acc = [_mm512_setzero_ps(); T];
+    for kb in 0..nb {
+        let (w, dw) = decode(core::array::from_fn(|g| {
+            prefetch(wg[g], kb, false);
+            &wg[g][kb]
+        }));
+        // Steps outside, tokens inside: the `T` dependency chains of `dpbusd`
+        // interleave (one chain per token would stall on the instruction's latency).
+        let mut s32: [__m512i; T] = core::array::from_fn(|t| _mm512_set1_epi32(ps[t][kb].c));
+        for (s, w) in w.iter().enumerate() {
+            for (s32, x) in s32.iter_mut().zip(xs) {
+                let xq = qs_bytes(&x[kb]);
+                let xd =
+                    i32::from_le_bytes([xq[4 * s], xq[4 * s + 1], xq[4 * s + 2], xq[4 * s + 3]]);
+                *s32 = _mm512_dpbusd_epi32(*s32, *w, _mm512_set1_epi32(xd));
+            }
+        }
+        for ((acc, s32), p) in acc.iter_mut().zip(s32).zip(ps) {
+            let scale = _mm512_mul_ps(dw, _mm512_set1_ps(p[kb].dx));
+            *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s32), scale, *acc);
+        }
+    }
+    finish16(&acc)
+}
+
+/// `out[g][t][r]` from the 16-row accumulators (lane 4r + g).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn finish16<const T: usize>(acc: &[__m512; T]) -> [[[f32; ROWS]; T]; 4] {
+    let mut out = [[[0.0f32; ROWS]; T]; 4];
+    for (t, a) in acc.iter().enumerate() {
+        let mut v = [0.0f32; 16];
+        // SAFETY: `v` is 16 writable floats; `storeu` has no alignment requirement.
+        unsafe { _mm512_storeu_ps(v.as_mut_ptr(), *a) };
+        for (g, o) in out.iter_mut().enumerate() {
+            o[t] = core::array::from_fn(|r| v[4 * r + g]);
+        }
+    }
+    out
+}
+
+/// 4 Q4 row groups (16 rows) × `T` tokens, one row per lane. A dword of a row's
+/// nibbles holds the values `4s..4s + 4` (low nibbles) and `16 + 4s..` (high); the
+/// offset is the prepared `-8·Σx` ([`super::prep_q4_quads`]).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn tile_q4_rows16<const T: usize>(
+    wg: &[&[BlockQ4x4]; 4],
+    xs: &[&[BlockQ8]; T],
+    ps: &[&[Prep]; T],
+) -> [[[f32; ROWS]; T]; 4] {
+    let mask = _mm512_set1_epi8(0x0F);
+    tile_rows16(wg, xs, ps, |b| {
+        let q = transpose16(b.map(|p| load512(&p.qs)));
+        let w = core::array::from_fn(|s| {
+            if s < 4 {
+                _mm512_and_si512(q[s], mask)
+            } else {
+                _mm512_and_si512(_mm512_srli_epi16::<4>(q[s - 4]), mask)
+            }
+        });
+        (w, scales16(b.map(|p| &p.d)))
+    })
+}
+
+/// 4 Q8 row groups (16 rows) × `T` tokens, one row per lane. The weights take the
+/// `+128` bias (`w ^ 0x80` as u8), the offset is the prepared `-128·Σx`
+/// ([`super::prep_q8_quads`]).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn tile_q8_rows16<const T: usize>(
+    wg: &[&[BlockQ8x4]; 4],
+    xs: &[&[BlockQ8]; T],
+    ps: &[&[Prep]; T],
+) -> [[[f32; ROWS]; T]; 4] {
+    let bias = _mm512_set1_epi8(i8::MIN);
+    tile_rows16(wg, xs, ps, |b| {
+        // Each group's values 0..16 and 16..32, one row per 128-bit lane.
+        let h = b.map(|p| q8_quarters(bytemuck::cast_ref(&p.qs)));
+        let lo = transpose16(h.map(|(lo, _)| lo));
+        let hi = transpose16(h.map(|(_, hi)| hi));
+        let w =
+            core::array::from_fn(|s| _mm512_xor_si512(if s < 4 { lo[s] } else { hi[s - 4] }, bias));
+        (w, scales16(b.map(|p| &p.d)))
+    })
+}
+
 /// `G` row groups × `T` tokens of Q4A weights: `d_w·d_x·Σ q·x + m_w·d_x·Σx`, with the
 /// prepared Σx partial sums in the quad layout (each row's four entries add up to Σx).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
@@ -271,14 +420,38 @@ fn tile_q4a<const G: usize, const T: usize>(
     finish(&acc)
 }
 
-// Matmul tiles: 2 row groups × up to 8 tokens: 16 zmm accumulators of the 32
+/// Define a matmul tile `$mm::<G, T>` that runs `$rows16` for 4 row groups and `$tile`
+/// otherwise (the last groups of a matrix, and the matvec's 1 × 1).
+macro_rules! tile_mm {
+    ($mm:ident, $P:ty, $rows16:ident, $tile:ident) => {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+        fn $mm<const G: usize, const T: usize>(
+            wg: &[&[$P]; G],
+            xs: &[&[BlockQ8]; T],
+            ps: &[&[Prep]; T],
+        ) -> [[[f32; ROWS]; T]; G] {
+            match <&[&[$P]; 4]>::try_from(wg.as_slice()) {
+                Ok(w4) => {
+                    let out = $rows16(w4, xs, ps);
+                    core::array::from_fn(|g| out[g % 4])
+                }
+                Err(_) => $tile(wg, xs, ps),
+            }
+        }
+    };
+}
+tile_mm!(tile_q4_mm, BlockQ4x4, tile_q4_rows16, tile_q4);
+tile_mm!(tile_q8_mm, BlockQ8x4, tile_q8_rows16, tile_q8);
+
+// Matmul tiles: Q8 and Q4 4 row groups (one row per lane, see `tile_q4_rows16`) × up
+// to 8 tokens; Q4A 2 row groups × up to 8 tokens: 16 zmm accumulators of the 32
 // registers, the rest for two groups' decoded blocks and one activation block.
 gemm_kernels!(
     features = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
     block = BlockQ8x4,
-    tile = tile_q8,
+    tile = tile_q8_mm,
     prep = super::prep_q8_quads,
-    gemm_groups = 2,
+    gemm_groups = 4,
     gemm_tokens = [1, 2, 3, 4, 5, 6, 7, 8],
     gemv = gemv_q8,
     gemm = gemm_q8,
@@ -286,9 +459,9 @@ gemm_kernels!(
 gemm_kernels!(
     features = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
     block = BlockQ4x4,
-    tile = tile_q4,
+    tile = tile_q4_mm,
     prep = super::prep_q4_quads,
-    gemm_groups = 2,
+    gemm_groups = 4,
     gemm_tokens = [1, 2, 3, 4, 5, 6, 7, 8],
     gemv = gemv_q4,
     gemm = gemm_q4,

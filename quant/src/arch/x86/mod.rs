@@ -4,10 +4,11 @@
 //! - matmul: a *tile* function computes `G` row groups (4 rows each) × `T` tokens,
 //!   decoding each weight block once per tile and sharing each activation block's
 //!   work between the `G` groups, with the per-(row, token) sums in f32 vector
-//!   accumulators. Tiles are 2×8 (AVX-512) and 2×4 or 1×4 (AVX2). K is cut into
-//!   chunks of 64 blocks with token tiles outside row groups, so the activation-side
-//!   work of each block (offset sums, scale conversion: `Prep`) is done once per
-//!   call into a stack buffer, not once per row group, and stays in L1.
+//!   accumulators. Tiles are 4×8 (AVX-512 Q4, Q8), 2×8 (AVX-512 Q4A, AVX2 Q4), 2×4
+//!   (AVX2 Q4A) and 1×4 (AVX2 Q8). K is cut into chunks of 64 blocks with token
+//!   tiles outside row groups, so the activation-side work of each block (offset
+//!   sums, scale conversion: `Prep`) is done once per call into a stack buffer, not
+//!   once per row group, and stays in L1.
 //! - matvec: the 1×1 tile over one row group at a time, i.e. one sequential weight
 //!   stream, which the hardware prefetchers follow best (K chunks of 512 blocks).
 //!
@@ -158,16 +159,17 @@ struct Prep {
     v: [u8; 16],
     /// `d_x` as f32.
     dx: f32,
-    /// A second offset-sum layout, for kernels whose matmul tile and matvec tile lay
-    /// products out differently (AVX2 Q4: see [`prep_q4_pairs`]); zero otherwise.
-    c: [i16; 2],
+    /// A second offset sum, for kernels whose matmul tile and matvec tile lay products
+    /// out differently (AVX2 Q4: two i16 halves, see [`prep_q4_pairs`]; AVX-512 Q4:
+    /// the whole block's `-8·Σx`, see [`prep_q4_quads`]); zero otherwise.
+    c: i32,
 }
 
 impl Prep {
     const ZERO: Prep = Prep {
         v: [0; 16],
         dx: 0.0,
-        c: [0; 2],
+        c: 0,
     };
 
     /// (With F16C in the caller's features the scale converts in one instruction:
@@ -182,7 +184,7 @@ impl Prep {
         Prep {
             v,
             dx: _mm_cvtss_f32(_mm_cvtph_ps(h)),
-            c: [0; 2],
+            c: 0,
         }
     }
 }
@@ -209,18 +211,26 @@ fn prep_scale(xb: &BlockQ8) -> Prep {
 }
 
 /// AVX-512 Q4: `-8·Σx` per i32 lane position (4 values of each half), the initial
-/// accumulator of `dpbusd`.
+/// accumulator of `dpbusd` in the quad layout; and the whole block's `-8·Σx` (at most
+/// 8·32·128 in magnitude) for the matmul tile, whose lanes hold whole rows.
 #[target_feature(enable = "avx2,f16c")]
 #[inline(never)]
 fn prep_q4_quads(xb: &BlockQ8) -> Prep {
-    Prep::new(bytemuck::cast(half_sums::<4>(xb).map(|s| -8 * s)), xb)
+    let quads = half_sums::<4>(xb).map(|s| -8 * s);
+    let mut p = Prep::new(bytemuck::cast(quads), xb);
+    p.c = quads.iter().sum();
+    p
 }
 
-/// AVX-512 Q8 (weights biased by +128): `-128·Σx` per i32 lane position.
+/// AVX-512 Q8 (weights biased by +128): `-128·Σx` per i32 lane position, and for the
+/// whole block (at most 128·32·128 in magnitude) for the matmul tile.
 #[target_feature(enable = "avx2,f16c")]
 #[inline(never)]
 fn prep_q8_quads(xb: &BlockQ8) -> Prep {
-    Prep::new(bytemuck::cast(half_sums::<4>(xb).map(|s| -128 * s)), xb)
+    let quads = half_sums::<4>(xb).map(|s| -128 * s);
+    let mut p = Prep::new(bytemuck::cast(quads), xb);
+    p.c = quads.iter().sum();
+    p
 }
 
 /// AVX-512 Q4A: Σx per i32 lane position, as f32.
@@ -246,7 +256,7 @@ fn prep_q4_pairs(xb: &BlockQ8) -> Prep {
     for (i, &v) in xb.qs.iter().enumerate() {
         c[(i / 2) % 2] += i32::from(v);
     }
-    p.c = c.map(|s| (-8 * s) as i16);
+    p.c = bytemuck::cast(c.map(|s| (-8 * s) as i16));
     p
 }
 
