@@ -19,8 +19,12 @@ use hearth_quant::{BlockQ8, Kernels, PackedMatrix, QK, ROWS};
 /// Matmul tasks per thread: a few, so a preempted thread's share is taken by the
 /// others (tasks are handed out one at a time), yet each stays a long run of rows.
 const TASKS_PER_THREAD: usize = 4;
-/// Fewest row groups (of 4 rows) per matmul task; even, so the 2-group tiles pair up.
+/// Fewest row groups (of 4 rows) per matmul task.
 const MIN_TASK_GROUPS: usize = 4;
+/// A task's row groups are a multiple of this, so the kernels' widest row tiles fill
+/// up (AVX-512 Q4/Q8: 4 groups; AVX2 Q4/Q4A, AVX-512 Q4A: 2); the groups a tile
+/// cannot take are done one at a time, more slowly.
+const TASK_GROUP_MULTIPLE: usize = 4;
 
 /// Pre-allocated buffers for one session: nothing is allocated per token.
 #[derive(Clone, Debug)]
@@ -493,7 +497,7 @@ fn matmuls<const M: usize>(
     let total: usize = groups.iter().sum();
     let per = total
         .div_ceil(threads * TASKS_PER_THREAD)
-        .next_multiple_of(2)
+        .next_multiple_of(TASK_GROUP_MULTIPLE)
         .max(MIN_TASK_GROUPS);
     let tasks = groups.map(|g| g.div_ceil(per));
     let ys = mats.map(|(_, y)| Disjoint::new(y));
