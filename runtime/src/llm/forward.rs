@@ -390,37 +390,21 @@ fn attention(
     let serial = Exec { team: None, ..ex };
     let ex = if on_team { ex } else { serial };
 
-    // qh[h][(t, g)][..] = f16(q[t][(h·group + g)·hd..])
-    for h in 0..nkv {
-        for t in 0..n {
-            for g in 0..group {
-                let src = &s.q[t * qd + (h * group + g) * hd..][..hd];
-                let dst = &mut s.qh[((h * n + t) * group + g) * hd..][..hd];
-                // Through a stack buffer: the slice conversions are vectorized (F16C),
-                // a per-value `from_f32().to_f32()` is two calls.
-                let mut buf = [half::f16::ZERO; 64];
-                for (d, v) in dst.chunks_mut(64).zip(src.chunks(64)) {
-                    let b = &mut buf[..v.len()];
-                    b.convert_from_f32_slice(v);
-                    b.convert_to_f32_slice(d);
-                }
-            }
-        }
-    }
-    // kt[h] = [hd][len], vf[h] = [len][hd]: one task per kv head.
+    // kt[h] = [hd][len], vf[h] = [len][hd]: two tasks per kv head (keys, values), so
+    // two threads share an odd number of heads evenly.
     let (kt, vf) = (
         Disjoint::new(&mut s.kf[..nkv * len * hd]),
         Disjoint::new(&mut s.vf[..nkv * len * hd]),
     );
-    ex.run(nkv, &|h| {
-        // SAFETY: task `h` alone writes head `h`'s part of each buffer.
-        let (kt, vf) = unsafe {
-            (
-                kt.part(h * len * hd, len * hd),
-                vf.part(h * len * hd, len * hd),
-            )
-        };
-        kv.read_head_t(li, h, len, kt, vf);
+    ex.run(2 * nkv, &|i| {
+        let h = i / 2;
+        if i % 2 == 0 {
+            // SAFETY: task `2h` alone writes head `h`'s part of `kt`.
+            kv.read_head_kt(li, h, len, unsafe { kt.part(h * len * hd, len * hd) });
+        } else {
+            // SAFETY: task `2h + 1` alone writes head `h`'s part of `vf`.
+            kv.read_head_v(li, h, len, unsafe { vf.part(h * len * hd, len * hd) });
+        }
         Ok(())
     })?;
     let (kt, vf) = (&s.kf[..nkv * len * hd], &s.vf[..nkv * len * hd]);
@@ -434,14 +418,35 @@ fn attention(
         Disjoint::new(&mut s.scores[..nkv * rows * len]),
         Disjoint::new(&mut s.att[..nkv * rows * hd]),
     );
-    let qh = &s.qh[..nkv * rows * hd];
+    let (qh, q) = (Disjoint::new(&mut s.qh[..nkv * rows * hd]), &s.q[..n * qd]);
     ex.run(nkv * units, &|u| {
         let (h, t0) = (u / units, (u % units) * ATT_TOKENS);
         let tb = ATT_TOKENS.min(n - t0);
         let (r0, r) = (h * rows + t0 * group, tb * group);
-        let q = &qh[r0 * hd..][..r * hd];
-        // SAFETY: unit `u` alone writes rows `r0..r0 + r` of the scores and outputs.
-        let (sc, out) = unsafe { (sc.part(r0 * len, r * len), att.part(r0 * hd, r * hd)) };
+        // SAFETY: unit `u` alone writes rows `r0..r0 + r` of `qh`, the scores and the
+        // outputs.
+        let (qh, sc, out) = unsafe {
+            (
+                qh.part(r0 * hd, r * hd),
+                sc.part(r0 * len, r * len),
+                att.part(r0 * hd, r * hd),
+            )
+        };
+        // qh[(t, g)][..] = f16(q[t0 + t][(h·group + g)·hd..]): the queries rounded to
+        // f16 like the keys, for this unit's tokens.
+        for (i, dst) in qh.chunks_exact_mut(hd).enumerate() {
+            let (t, g) = (t0 + i / group, i % group);
+            let src = &q[t * qd + (h * group + g) * hd..][..hd];
+            // Through a stack buffer: the slice conversions are vectorized (F16C), a
+            // per-value `from_f32().to_f32()` is two calls.
+            let mut buf = [half::f16::ZERO; 64];
+            for (d, v) in dst.chunks_mut(64).zip(src.chunks(64)) {
+                let b = &mut buf[..v.len()];
+                b.convert_from_f32_slice(v);
+                b.convert_to_f32_slice(d);
+            }
+        }
+        let q = &*qh;
         let (kt, vf) = (
             &kt[h * len * hd..][..len * hd],
             &vf[h * len * hd..][..len * hd],

@@ -321,10 +321,17 @@ fn store_tile<const G: usize, const T: usize>(
     accumulate: bool,
 ) {
     for (g, tokens) in out.iter().enumerate() {
-        for (j, rows) in tokens.iter().enumerate() {
-            for (r, &v) in rows.iter().enumerate() {
-                let o = &mut y[((g0 + g) * ROWS + r) * n + t0 + j];
-                *o = if accumulate { *o + v } else { v };
+        for r in 0..ROWS {
+            // Row `r` of group `g0 + g`: `T` consecutive outputs.
+            let o = &mut y[((g0 + g) * ROWS + r) * n + t0..][..T];
+            if accumulate {
+                for (o, t) in o.iter_mut().zip(tokens) {
+                    *o += t[r];
+                }
+            } else {
+                for (o, t) in o.iter_mut().zip(tokens) {
+                    *o = t[r];
+                }
             }
         }
     }
