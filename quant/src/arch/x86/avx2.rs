@@ -10,7 +10,8 @@
 //!   most `2 · 15 · 128 = 3840`, the low and high halves together 7680, and the
 //!   `-8 · Σx` correction (at most 4096 per i16 lane) keeps it below 11776.
 use super::{
-    load128, load256, load_ps, prefetch, qs_bytes, reduce_pairs, scales4, store256, tile_len, Prep,
+    load128, load256, load_ps, prefetch, qs_bytes, reduce_pairs, scales4, set_token, store256,
+    tile_len, Prep, TileOut,
 };
 use crate::block::{BlockQ8, QK};
 use crate::packed::{BlockQ4Ax4, BlockQ4x4, BlockQ8x4, ROWS};
@@ -83,29 +84,31 @@ fn quantize_block(x: &[[f32; 8]; 4], out: &mut BlockQ8) {
 
 // ---------------------------------------------------------------- Q8 × Q8
 
-/// `out[g][t]` from accumulators in the layout `[r0, r1, r2, r3 | r0, r1, r2, r3]`.
+/// A tile's results from accumulators in the layout `[r0, r1, r2, r3 | r0, r1, r2, r3]`.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn finish_halves<const G: usize, const T: usize>(acc: &[[__m256; T]; G]) -> [[[f32; ROWS]; T]; G] {
-    let mut out = [[[0.0f32; ROWS]; T]; G];
-    for (o, a) in out.iter_mut().zip(acc) {
-        for (o, a) in o.iter_mut().zip(a) {
+fn finish_halves<const G: usize, const T: usize>(acc: &[[__m256; T]; G]) -> TileOut<G, T> {
+    let mut out = [[[0.0f32; T]; ROWS]; G];
+    for (g, a) in acc.iter().enumerate() {
+        for (t, a) in a.iter().enumerate() {
             let s = _mm_add_ps(_mm256_castps256_ps128(*a), _mm256_extractf128_ps::<1>(*a));
-            // SAFETY: `o` is 4 writable floats; `storeu` has no alignment requirement.
-            unsafe { _mm_storeu_ps(o.as_mut_ptr(), s) };
+            let mut v = [0.0f32; ROWS];
+            // SAFETY: `v` is 4 writable floats; `storeu` has no alignment requirement.
+            unsafe { _mm_storeu_ps(v.as_mut_ptr(), s) };
+            set_token(&mut out, g, t, v);
         }
     }
     out
 }
 
-/// `out[g][t]` from accumulators in the layout `[r0, r0, r2, r2 | r1, r1, r3, r3]`.
+/// A tile's results from accumulators in the layout `[r0, r0, r2, r2 | r1, r1, r3, r3]`.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn finish_pairs<const G: usize, const T: usize>(acc: &[[__m256; T]; G]) -> [[[f32; ROWS]; T]; G] {
-    let mut out = [[[0.0f32; ROWS]; T]; G];
-    for (o, a) in out.iter_mut().zip(acc) {
-        for (o, a) in o.iter_mut().zip(a) {
-            *o = reduce_pairs(*a);
+fn finish_pairs<const G: usize, const T: usize>(acc: &[[__m256; T]; G]) -> TileOut<G, T> {
+    let mut out = [[[0.0f32; T]; ROWS]; G];
+    for (g, a) in acc.iter().enumerate() {
+        for (t, a) in a.iter().enumerate() {
+            set_token(&mut out, g, t, reduce_pairs(*a));
         }
     }
     out
@@ -121,7 +124,7 @@ fn tile_q8<const G: usize, const T: usize>(
     wg: &[&[BlockQ8x4]; G],
     xs: &[&[BlockQ8]; T],
     ps: &[&[Prep]; T],
-) -> [[[f32; ROWS]; T]; G] {
+) -> TileOut<G, T> {
     let nb = tile_len(wg, xs, ps);
     let ones = _mm256_set1_epi16(1);
     let mut acc = [[_mm256_setzero_ps(); T]; G];
@@ -242,7 +245,7 @@ fn tile_q4<const G: usize, const T: usize>(
     wg: &[&[BlockQ4x4]; G],
     xs: &[&[BlockQ8]; T],
     ps: &[&[Prep]; T],
-) -> [[[f32; ROWS]; T]; G] {
+) -> TileOut<G, T> {
     let nb = tile_len(wg, xs, ps);
     let mut acc = [[_mm256_setzero_ps(); T]; G];
     for kb in 0..nb {
@@ -270,7 +273,7 @@ fn tile_q4_mm<const G: usize, const T: usize>(
     wg: &[&[BlockQ4x4]; G],
     xs: &[&[BlockQ8]; T],
     ps: &[&[Prep]; T],
-) -> [[[f32; ROWS]; T]; G] {
+) -> TileOut<G, T> {
     match <&[&[BlockQ4x4]; 2]>::try_from(wg.as_slice()) {
         Ok(w2) => {
             let out = tile_q4_rows8(w2, xs, ps);
@@ -297,7 +300,7 @@ fn tile_q4_rows8<const T: usize>(
     wg: &[&[BlockQ4x4]; 2],
     xs: &[&[BlockQ8]; T],
     ps: &[&[Prep]; T],
-) -> [[[f32; ROWS]; T]; 2] {
+) -> TileOut<2, T> {
     let nb = tile_len(wg, xs, ps);
     let mask = _mm256_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
@@ -352,14 +355,14 @@ fn tile_q4_rows8<const T: usize>(
             *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), scale, *acc);
         }
     }
-    // Lanes [g0r0, g0r2, g1r0, g1r2 | g0r1, g0r3, g1r1, g1r3] → out[g][t][r].
-    let mut out = [[[0.0f32; ROWS]; T]; 2];
+    // Lanes [g0r0, g0r2, g1r0, g1r2 | g0r1, g0r3, g1r1, g1r3] → out[g][r][t].
+    let mut out = [[[0.0f32; T]; ROWS]; 2];
     for (t, a) in acc.iter().enumerate() {
         let mut v = [0.0f32; 8];
         // SAFETY: `v` is 8 writable floats; `storeu` has no alignment requirement.
         unsafe { _mm256_storeu_ps(v.as_mut_ptr(), *a) };
-        out[0][t] = [v[0], v[4], v[1], v[5]];
-        out[1][t] = [v[2], v[6], v[3], v[7]];
+        set_token(&mut out, 0, t, [v[0], v[4], v[1], v[5]]);
+        set_token(&mut out, 1, t, [v[2], v[6], v[3], v[7]]);
     }
     out
 }
@@ -371,7 +374,7 @@ fn tile_q4a<const G: usize, const T: usize>(
     wg: &[&[BlockQ4Ax4]; G],
     xs: &[&[BlockQ8]; T],
     ps: &[&[Prep]; T],
-) -> [[[f32; ROWS]; T]; G] {
+) -> TileOut<G, T> {
     let nb = tile_len(wg, xs, ps);
     let zero = _mm256_setzero_si256();
     let mut acc = [[_mm256_setzero_ps(); T]; G];

@@ -16,7 +16,9 @@
 //!   `-8` offset is `-8·Σx`.
 //! - Q8: `dpbusd(w + 128, x) = Σ w·x + 128·Σx`, with `w + 128` = `w ^ 0x80` read as u8;
 //!   the accumulator starts at `-128·Σx`. Exact for every `i8`.
-use super::{load128, prefetch, qs_bytes, reduce_pairs, scales4, tile_len, Prep};
+use super::{
+    load128, prefetch, qs_bytes, reduce_pairs, scales4, set_token, tile_len, Prep, TileOut,
+};
 use crate::block::{BlockQ8, QK};
 use crate::packed::{BlockQ4Ax4, BlockQ4x4, BlockQ8x4, ROWS};
 use core::arch::x86_64::*;
@@ -73,14 +75,14 @@ fn q8_quarters(qs: &[u8; 4 * QK]) -> (__m512i, __m512i) {
     (a, b)
 }
 
-/// `out[g][t]` from the quad-layout accumulators.
+/// A tile's results from the quad-layout accumulators.
 #[target_feature(enable = "avx512f,avx2")]
 #[inline]
-fn finish<const G: usize, const T: usize>(acc: &[[__m512; T]; G]) -> [[[f32; ROWS]; T]; G] {
-    let mut out = [[[0.0f32; ROWS]; T]; G];
-    for (o, a) in out.iter_mut().zip(acc) {
-        for (o, a) in o.iter_mut().zip(a) {
-            *o = reduce_quads(*a);
+fn finish<const G: usize, const T: usize>(acc: &[[__m512; T]; G]) -> TileOut<G, T> {
+    let mut out = [[[0.0f32; T]; ROWS]; G];
+    for (g, a) in acc.iter().enumerate() {
+        for (t, a) in a.iter().enumerate() {
+            set_token(&mut out, g, t, reduce_quads(*a));
         }
     }
     out
@@ -157,23 +159,21 @@ fn accumulate<const G: usize, const T: usize>(
     }
 }
 
-/// `out[g][t]` from [`accumulate`]'s accumulators (either layout).
+/// A tile's results from [`accumulate`]'s accumulators (either layout).
 #[target_feature(enable = "avx512f,avx2")]
 #[inline]
-fn finish_acc<const G: usize, const T: usize>(acc: &[[__m512; T]; G]) -> [[[f32; ROWS]; T]; G] {
+fn finish_acc<const G: usize, const T: usize>(acc: &[[__m512; T]; G]) -> TileOut<G, T> {
     if !T.is_multiple_of(4) {
         return finish(acc);
     }
-    let mut out = [[[0.0f32; ROWS]; T]; G];
+    let mut out = [[[0.0f32; T]; ROWS]; G];
     for (o, a) in out.iter_mut().zip(acc) {
         for q in 0..T / 4 {
             let mut v = [0.0f32; 16];
             // SAFETY: `v` is 16 writable floats; `storeu` has no alignment requirement.
             unsafe { _mm512_storeu_ps(v.as_mut_ptr(), a[q]) };
-            for j in 0..4 {
-                for r in 0..ROWS {
-                    o[4 * q + j][r] = v[4 * r + j];
-                }
+            for (r, o) in o.iter_mut().enumerate() {
+                o[4 * q..4 * q + 4].copy_from_slice(&v[4 * r..4 * r + 4]);
             }
         }
     }
@@ -188,7 +188,7 @@ fn tile_q8<const G: usize, const T: usize>(
     wg: &[&[BlockQ8x4]; G],
     xs: &[&[BlockQ8]; T],
     ps: &[&[Prep]; T],
-) -> [[[f32; ROWS]; T]; G] {
+) -> TileOut<G, T> {
     let nb = tile_len(wg, xs, ps);
     let bias = _mm512_set1_epi8(i8::MIN);
     let mut acc = [[_mm512_setzero_ps(); T]; G];
@@ -224,7 +224,7 @@ fn tile_q4<const G: usize, const T: usize>(
     wg: &[&[BlockQ4x4]; G],
     xs: &[&[BlockQ8]; T],
     ps: &[&[Prep]; T],
-) -> [[[f32; ROWS]; T]; G] {
+) -> TileOut<G, T> {
     let nb = tile_len(wg, xs, ps);
     let mut acc = [[_mm512_setzero_ps(); T]; G];
     for kb in 0..nb {
@@ -296,7 +296,7 @@ fn tile_rows16<P, const T: usize>(
     xs: &[&[BlockQ8]; T],
     ps: &[&[Prep]; T],
     decode: impl Fn([&P; 4]) -> ([__m512i; 8], __m512),
-) -> [[[f32; ROWS]; T]; 4] {
+) -> TileOut<4, T> {
     let nb = tile_len(wg, xs, ps);
     let mut acc = [_mm512_setzero_ps(); T];
     for kb in 0..nb {
@@ -323,20 +323,82 @@ fn tile_rows16<P, const T: usize>(
     finish16(&acc)
 }
 
-/// `out[g][t][r]` from the 16-row accumulators (lane 4r + g).
+/// A tile's results from the 16-row accumulators (lane 4r + g of `acc[t]`).
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn finish16<const T: usize>(acc: &[__m512; T]) -> [[[f32; ROWS]; T]; 4] {
-    let mut out = [[[0.0f32; ROWS]; T]; 4];
-    for (t, a) in acc.iter().enumerate() {
-        let mut v = [0.0f32; 16];
-        // SAFETY: `v` is 16 writable floats; `storeu` has no alignment requirement.
-        unsafe { _mm512_storeu_ps(v.as_mut_ptr(), *a) };
-        for (g, o) in out.iter_mut().enumerate() {
-            o[t] = core::array::from_fn(|r| v[4 * r + g]);
+fn finish16<const T: usize>(acc: &[__m512; T]) -> TileOut<4, T> {
+    // Lane 4r + g → lane 4g + r, i.e. row order (the same swap as `scales16`).
+    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    let a = acc.map(|a| _mm512_permutexvar_ps(order, a));
+    let mut out = [[[0.0f32; T]; ROWS]; 4];
+    // `out` as 16 rows of `T` tokens.
+    let rows = out.as_flattened_mut().as_flattened_mut();
+    match <&[__m512; 8]>::try_from(&a[..]) {
+        Ok(a) => transpose_16x8(a, rows),
+        Err(_) => {
+            for (t, a) in a.iter().enumerate() {
+                let mut v = [0.0f32; 16];
+                // SAFETY: `v` is 16 writable floats; `storeu` has no alignment requirement.
+                unsafe { _mm512_storeu_ps(v.as_mut_ptr(), *a) };
+                for (i, v) in v.iter().enumerate() {
+                    rows[i * T + t] = *v;
+                }
+            }
         }
     }
     out
+}
+
+/// 8 tokens' vectors of 16 rows (`a[t]` lane `i` = row `i`) → `out[8i..8i + 8]` = row
+/// `i`'s 8 tokens: a 16 × 8 transpose in 32 shuffles.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn transpose_16x8(a: &[__m512; 8], out: &mut [f32]) {
+    assert_eq!(out.len(), 128);
+    // Within each 128-bit lane L (rows 4L..4L + 4): u[k] = row 4L + k, tokens 0..4;
+    // u[4 + k] = the same row, tokens 4..8.
+    let mut u = [_mm512_setzero_ps(); 8];
+    for h in 0..2 {
+        let a = &a[4 * h..4 * h + 4];
+        let (t0, t1) = (
+            _mm512_unpacklo_ps(a[0], a[1]),
+            _mm512_unpackhi_ps(a[0], a[1]),
+        );
+        let (t2, t3) = (
+            _mm512_unpacklo_ps(a[2], a[3]),
+            _mm512_unpackhi_ps(a[2], a[3]),
+        );
+        u[4 * h] = _mm512_shuffle_ps::<0x44>(t0, t2);
+        u[4 * h + 1] = _mm512_shuffle_ps::<0xEE>(t0, t2);
+        u[4 * h + 2] = _mm512_shuffle_ps::<0x44>(t1, t3);
+        u[4 * h + 3] = _mm512_shuffle_ps::<0xEE>(t1, t3);
+    }
+    for k in 0..4 {
+        // [u_k.L0, u_4+k.L0 | u_k.L1, u_4+k.L1] = rows k and 4 + k; likewise L2, L3 for
+        // rows 8 + k and 12 + k.
+        let lo = _mm512_shuffle_f32x4::<0b01_00_01_00>(u[k], u[4 + k]);
+        let hi = _mm512_shuffle_f32x4::<0b11_10_11_10>(u[k], u[4 + k]);
+        let lo = _mm512_shuffle_f32x4::<0b11_01_10_00>(lo, lo);
+        let hi = _mm512_shuffle_f32x4::<0b11_01_10_00>(hi, hi);
+        for (row, v) in [(k, lo), (8 + k, hi)] {
+            let (r0, r1): (&mut [f32; 8], &mut [f32; 8]) = {
+                let (x, y) = out.split_at_mut(8 * (row + 4));
+                (
+                    (&mut x[8 * row..8 * row + 8]).try_into().expect("8 floats"),
+                    (&mut y[..8]).try_into().expect("8 floats"),
+                )
+            };
+            // SAFETY: `r0` and `r1` are 8 writable floats each; `storeu` has no
+            // alignment requirement.
+            unsafe {
+                _mm256_storeu_ps(r0.as_mut_ptr(), _mm512_castps512_ps256(v));
+                _mm256_storeu_ps(
+                    r1.as_mut_ptr(),
+                    _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))),
+                );
+            }
+        }
+    }
 }
 
 /// 4 Q4 row groups (16 rows) × `T` tokens, one row per lane. A dword of a row's
@@ -347,7 +409,7 @@ fn tile_q4_rows16<const T: usize>(
     wg: &[&[BlockQ4x4]; 4],
     xs: &[&[BlockQ8]; T],
     ps: &[&[Prep]; T],
-) -> [[[f32; ROWS]; T]; 4] {
+) -> TileOut<4, T> {
     let mask = _mm512_set1_epi8(0x0F);
     tile_rows16(wg, xs, ps, |b| {
         let q = transpose16(b.map(|p| load512(&p.qs)));
@@ -370,7 +432,7 @@ fn tile_q8_rows16<const T: usize>(
     wg: &[&[BlockQ8x4]; 4],
     xs: &[&[BlockQ8]; T],
     ps: &[&[Prep]; T],
-) -> [[[f32; ROWS]; T]; 4] {
+) -> TileOut<4, T> {
     let bias = _mm512_set1_epi8(i8::MIN);
     tile_rows16(wg, xs, ps, |b| {
         // Each group's values 0..16 and 16..32, one row per 128-bit lane.
@@ -390,7 +452,7 @@ fn tile_q4a<const G: usize, const T: usize>(
     wg: &[&[BlockQ4Ax4]; G],
     xs: &[&[BlockQ8]; T],
     ps: &[&[Prep]; T],
-) -> [[[f32; ROWS]; T]; G] {
+) -> TileOut<G, T> {
     let nb = tile_len(wg, xs, ps);
     let zero = _mm512_setzero_si512();
     let mut acc = [[_mm512_setzero_ps(); T]; G];
@@ -429,7 +491,7 @@ macro_rules! tile_mm {
             wg: &[&[$P]; G],
             xs: &[&[BlockQ8]; T],
             ps: &[&[Prep]; T],
-        ) -> [[[f32; ROWS]; T]; G] {
+        ) -> TileOut<G, T> {
             match <&[&[$P]; 4]>::try_from(wg.as_slice()) {
                 Ok(w4) => {
                     let out = $rows16(w4, xs, ps);

@@ -308,37 +308,50 @@ fn tile_len<P, const G: usize, const T: usize>(
     nb
 }
 
-/// Scatter a tile's results (`out[g][j][r]` = group `g0 + g`, token `t0 + j`, row `r`
-/// of the group) into `y[row * n + t]`, or add them there (`accumulate`: a later K
-/// chunk).
+/// A tile's results: `out[g][r][t]` = row `r` of group `g`, token `t` (each row's `T`
+/// tokens side by side, as they go into `y`).
+type TileOut<const G: usize, const T: usize> = [[[f32; T]; ROWS]; G];
+
+/// Set token `t` of group `g`'s four rows in a tile's results.
+#[inline(always)]
+fn set_token<const G: usize, const T: usize>(
+    out: &mut TileOut<G, T>,
+    g: usize,
+    t: usize,
+    rows: [f32; ROWS],
+) {
+    for (o, v) in out[g].iter_mut().zip(rows) {
+        o[t] = v;
+    }
+}
+
+/// Write a tile's results (group `g0 + g`, token `t0 + t`) into `y[row * n + t]`, or add
+/// them there (`accumulate`: a later K chunk): one run of `T` outputs per row.
 #[inline]
 fn store_tile<const G: usize, const T: usize>(
-    out: &[[[f32; ROWS]; T]; G],
+    out: &TileOut<G, T>,
     y: &mut [f32],
     n: usize,
     g0: usize,
     t0: usize,
     accumulate: bool,
 ) {
-    for (g, tokens) in out.iter().enumerate() {
-        for r in 0..ROWS {
-            // Row `r` of group `g0 + g`: `T` consecutive outputs.
+    for (g, rows) in out.iter().enumerate() {
+        for (r, v) in rows.iter().enumerate() {
             let o = &mut y[((g0 + g) * ROWS + r) * n + t0..][..T];
             if accumulate {
-                for (o, t) in o.iter_mut().zip(tokens) {
-                    *o += t[r];
+                for (o, v) in o.iter_mut().zip(v) {
+                    *o += v;
                 }
             } else {
-                for (o, t) in o.iter_mut().zip(tokens) {
-                    *o = t[r];
-                }
+                o.copy_from_slice(v);
             }
         }
     }
 }
 
 /// Define a gemm kernel and its gemv over a tile function `$tile::<G, T>` (`G` row
-/// groups × `T` tokens, returning `out[g][t][r]`).
+/// groups × `T` tokens, returning a [`TileOut`]).
 ///
 /// The matvec uses tiles of `G = $gv` groups so the activation-side work (loading,
 /// offset sums, scale conversion) is shared by `4·G` rows. The matmul walks row groups
@@ -438,8 +451,8 @@ macro_rules! gemm_kernels {
                     *p = $prep(xb);
                 }
                 for (wg, yg) in w.chunks_exact(nb).zip(y.chunks_exact_mut(ROWS)) {
-                    let [[r]] = $tile::<1, 1>(&[&wg[k0..k1]], &[xc], &[&*pc]);
-                    for (o, v) in yg.iter_mut().zip(r) {
+                    let [rows] = $tile::<1, 1>(&[&wg[k0..k1]], &[xc], &[&*pc]);
+                    for (o, [v]) in yg.iter_mut().zip(rows) {
                         *o += v;
                     }
                 }
