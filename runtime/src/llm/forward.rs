@@ -304,15 +304,30 @@ pub(crate) fn forward(
         }
         let xb = &s.xb[..n * dim];
         let xq = quantize(ex, xb, &mut s.xq[..n * dim / QK])?;
-        // gate = Wg·xb, up = Wu·xb  [ffn][n];  gate = silu(gate)·up (elementwise, any layout)
-        let (gate, up) = (&mut s.gate[..ffn * n], &mut s.up[..ffn * n]);
-        matmuls(ex, [(&l.w_gate, gate), (&l.w_up, up)], xq, xb, n)?;
-        ops::swiglu(&mut s.gate[..ffn * n], &s.up[..ffn * n]);
-        // hb = gateᵀ  [n][ffn];  x += Wd·hb
-        transpose(&s.gate[..ffn * n], n, &mut s.hb[..n * ffn]);
-        let hb = &s.hb[..n * ffn];
-        let xq = quantize(ex, hb, &mut s.xq[..n * ffn / QK])?;
-        matmuls(ex, [(&l.w_down, &mut s.proj[..dim * n])], xq, hb, n)?;
+        if let (Matrix::Packed(_), Matrix::Packed(_), Matrix::Packed(_)) =
+            (&l.w_gate, &l.w_up, &l.w_down)
+        {
+            // hq = Q8(silu(Wg·xb)·(Wu·xb))  [n][ffn / 32], in hb's storage (the f32
+            // hidden is not needed); x += Wd·hq
+            let hq: &mut [BlockQ8] = bytemuck::cast_slice_mut(
+                &mut bytemuck::cast_slice_mut::<f32, u8>(&mut s.hb[..])
+                    [..n * ffn / QK * std::mem::size_of::<BlockQ8>()],
+            );
+            let (gate, up) = (&mut s.gate[..ffn * n], &mut s.up[..ffn * n]);
+            mlp_hidden(ex, &l.w_gate, &l.w_up, xq, n, gate, up, hq)?;
+            let hq = &*hq;
+            matmuls(ex, [(&l.w_down, &mut s.proj[..dim * n])], hq, &[], n)?;
+        } else {
+            // gate = Wg·xb, up = Wu·xb  [ffn][n];  gate = silu(gate)·up (elementwise)
+            let (gate, up) = (&mut s.gate[..ffn * n], &mut s.up[..ffn * n]);
+            matmuls(ex, [(&l.w_gate, gate), (&l.w_up, up)], xq, xb, n)?;
+            ops::swiglu(&mut s.gate[..ffn * n], &s.up[..ffn * n]);
+            // hb = gateᵀ  [n][ffn];  x += Wd·hb
+            transpose(&s.gate[..ffn * n], n, &mut s.hb[..n * ffn]);
+            let hb = &s.hb[..n * ffn];
+            let xq = quantize(ex, hb, &mut s.xq[..n * ffn / QK])?;
+            matmuls(ex, [(&l.w_down, &mut s.proj[..dim * n])], xq, hb, n)?;
+        }
         add_transposed(&mut s.x[..n * dim], &s.proj[..dim * n], n);
     }
 
@@ -517,6 +532,80 @@ fn matmuls<const M: usize>(
         // SAFETY: task `(m, i)` is the only one writing rows `r0..r1` of output `m`.
         let y = unsafe { ys[m].part(r0 * n, (r1 - r0) * n) };
         matmul_rows(ex.kernels, ws[m], r0, r1, xq, xf, n, y)
+    })
+}
+
+/// Rows of the MLP hidden per quantization step of [`mlp_hidden`] (a stack buffer).
+const HIDDEN_CHUNK: usize = 1024;
+
+/// The MLP's hidden activations, quantized for the down projection:
+/// `hq[t]` = Q8 of `silu(Wg·x[t]) · (Wu·x[t])` (`[n][ffn / 32]` blocks), with `gate`
+/// and `up` (`[ffn][n]`) as scratch.
+///
+/// One job: each task takes a range of hidden rows (whole 32-row blocks), computes
+/// those rows of both projections, applies SwiGLU and quantizes its blocks of every
+/// token. So the SwiGLU, the transpose to token-major and the quantization run on the
+/// whole team instead of between two jobs on the calling thread. A Q8 block depends
+/// only on its own 32 values and the row ranges are whole blocks and whole matmul
+/// tiles (see [`TASK_GROUP_MULTIPLE`]), so the bits do not depend on the thread count
+/// and equal the unfused path's.
+#[allow(clippy::too_many_arguments)]
+fn mlp_hidden(
+    ex: Exec<'_>,
+    w_gate: &Matrix<'_>,
+    w_up: &Matrix<'_>,
+    xq: &[BlockQ8],
+    n: usize,
+    gate: &mut [f32],
+    up: &mut [f32],
+    hq: &mut [BlockQ8],
+) -> Result<()> {
+    let ffn = w_gate.rows();
+    let nbf = ffn / QK;
+    assert!(
+        w_up.rows() == ffn
+            && ffn.is_multiple_of(QK)
+            && gate.len() == ffn * n
+            && up.len() == ffn * n
+            && hq.len() == n * nbf,
+        "mlp_hidden: shapes"
+    );
+    // Row groups per task: a multiple of the widest tile and of a Q8 block (8 groups).
+    let unit = TASK_GROUP_MULTIPLE.max(QK / ROWS);
+    let groups = ffn / ROWS;
+    let per = if ex.threads() == 1 {
+        groups
+    } else {
+        groups
+            .div_ceil(ex.threads() * TASKS_PER_THREAD)
+            .next_multiple_of(unit)
+            .max(MIN_TASK_GROUPS)
+    };
+    let tasks = groups.div_ceil(per);
+    let (g, u, h) = (Disjoint::new(gate), Disjoint::new(up), Disjoint::new(hq));
+    ex.run(tasks, &|i| {
+        let (r0, r1) = ((i * per * ROWS).min(ffn), ((i + 1) * per * ROWS).min(ffn));
+        // SAFETY: task `i` alone writes rows `r0..r1` of `gate` and `up`.
+        let (gate, up) = unsafe { (g.part(r0 * n, (r1 - r0) * n), u.part(r0 * n, (r1 - r0) * n)) };
+        matmul_rows(ex.kernels, w_gate, r0, r1, xq, &[], n, gate)?;
+        matmul_rows(ex.kernels, w_up, r0, r1, xq, &[], n, up)?;
+        ops::swiglu(gate, up);
+        // Token `t`'s hidden values `r0..r1` are column `t` of `gate` ([r1 - r0][n]).
+        let mut buf = [0.0f32; HIDDEN_CHUNK];
+        for c0 in (r0..r1).step_by(HIDDEN_CHUNK) {
+            let c1 = (c0 + HIDDEN_CHUNK).min(r1);
+            let vals = &mut buf[..c1 - c0];
+            for t in 0..n {
+                for (v, r) in vals.iter_mut().zip(c0..c1) {
+                    *v = gate[(r - r0) * n + t];
+                }
+                // SAFETY: blocks `c0/32..c1/32` of token `t` lie in rows `r0..r1`,
+                // which task `i` alone owns.
+                let out = unsafe { h.part(t * nbf + c0 / QK, (c1 - c0) / QK) };
+                ex.kernels.quantize_row_q8(vals, out)?;
+            }
+        }
+        Ok(())
     })
 }
 

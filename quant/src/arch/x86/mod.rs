@@ -189,18 +189,23 @@ impl Prep {
     }
 }
 
-/// `Σ (x[k] + x[16 + k])` for `k` in each of `P` equal slices of `0..16`: the
-/// per-lane partial sums of Σx in the layouts where lane position `j` covers values
-/// `16/P·j ..` of both halves.
+/// `Σ (x[k] + x[16 + k])` for `k` in each of `P` equal slices of `0..16` (`P` divides
+/// 8): the per-lane partial sums of Σx in the layouts where lane position `j` covers
+/// values `16/P·j ..` of both halves. (Vectorized: every matmul task prepares its
+/// activations, so this runs once per block, token and task.)
 #[target_feature(enable = "avx2,f16c")]
 #[inline]
 fn half_sums<const P: usize>(xb: &BlockQ8) -> [i32; P] {
-    let w = QK / 2 / P;
-    core::array::from_fn(|j| {
-        (j * w..(j + 1) * w)
-            .map(|k| i32::from(xb.qs[k]) + i32::from(xb.qs[QK / 2 + k]))
-            .sum()
-    })
+    let x = load256(qs_bytes(xb));
+    let lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(x));
+    let hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(x));
+    // i32 lane m = s[2m] + s[2m + 1], with s[k] = x[k] + x[16 + k] (exact in i16).
+    let pairs = _mm256_madd_epi16(_mm256_add_epi16(lo, hi), _mm256_set1_epi16(1));
+    let mut p = [0i32; 8];
+    // SAFETY: `p` is 8 writable i32; `storeu` has no alignment requirement.
+    unsafe { _mm256_storeu_si256(p.as_mut_ptr().cast(), pairs) };
+    let w = 8 / P;
+    core::array::from_fn(|j| p[j * w..(j + 1) * w].iter().sum())
 }
 
 /// Prep with only the scale.
