@@ -247,19 +247,22 @@ pub(crate) fn forward(
             .row_into(tok as usize, &mut s.x[t * dim..(t + 1) * dim]);
     }
 
+    // Whether `proj` holds the previous layer's MLP output, not yet added to `x`.
+    let mut pending = false;
     for (li, l) in w.layers.iter().enumerate() {
         // ---- attention block ----
-        // xb[t] = rmsnorm(x[t]) · attn_norm        [n][dim]
-        for t in 0..n {
-            ops::rmsnorm(
-                &mut s.xb[t * dim..(t + 1) * dim],
-                &s.x[t * dim..(t + 1) * dim],
-                l.attn_norm,
-                hp.norm_eps,
-            );
-        }
-        let xb = &s.xb[..n * dim];
-        let xq = quantize(ex, xb, &mut s.xq[..n * dim / QK])?;
+        // x[t] += proj[·][t] (the previous MLP's output);
+        // xb[t] = rmsnorm(x[t]) · attn_norm  [n][dim];  xq = Q8(xb)
+        residual_norm(
+            ex,
+            &mut s.x[..n * dim],
+            pending.then_some(&s.proj[..dim * n]),
+            n,
+            (l.attn_norm, hp.norm_eps),
+            &mut s.xb[..n * dim],
+            &mut s.xq[..n * dim / QK],
+        )?;
+        let (xb, xq) = (&s.xb[..n * dim], &s.xq[..n * dim / QK]);
         // qt = Wq·xb  [q_dim][n],  kt = Wk·xb, vt = Wv·xb  [kv_dim][n]
         let (qt, kt, vt) = (
             &mut s.qt[..qd * n],
@@ -289,21 +292,21 @@ pub(crate) fn forward(
         attention(hp, ex, kv, li, pos, n, s)?;
         let att = &s.xb[..n * qd];
         let xq = quantize(ex, att, &mut s.xq[..n * qd / QK])?;
-        // x += Wo·att
+        // proj = Wo·att  [dim][n]
         matmuls(ex, [(&l.wo, &mut s.proj[..dim * n])], xq, att, n)?;
-        add_transposed(&mut s.x[..n * dim], &s.proj[..dim * n], n);
 
         // ---- MLP block ----
-        for t in 0..n {
-            ops::rmsnorm(
-                &mut s.xb[t * dim..(t + 1) * dim],
-                &s.x[t * dim..(t + 1) * dim],
-                l.ffn_norm,
-                hp.norm_eps,
-            );
-        }
-        let xb = &s.xb[..n * dim];
-        let xq = quantize(ex, xb, &mut s.xq[..n * dim / QK])?;
+        // x[t] += proj[·][t];  xb[t] = rmsnorm(x[t]) · ffn_norm  [n][dim];  xq = Q8(xb)
+        residual_norm(
+            ex,
+            &mut s.x[..n * dim],
+            Some(&s.proj[..dim * n]),
+            n,
+            (l.ffn_norm, hp.norm_eps),
+            &mut s.xb[..n * dim],
+            &mut s.xq[..n * dim / QK],
+        )?;
+        let (xb, xq) = (&s.xb[..n * dim], &s.xq[..n * dim / QK]);
         if let (Matrix::Packed(_), Matrix::Packed(_), Matrix::Packed(_)) =
             (&l.w_gate, &l.w_up, &l.w_down)
         {
@@ -328,6 +331,10 @@ pub(crate) fn forward(
             let xq = quantize(ex, hb, &mut s.xq[..n * ffn / QK])?;
             matmuls(ex, [(&l.w_down, &mut s.proj[..dim * n])], xq, hb, n)?;
         }
+        // proj = Wd·h  [dim][n], added to x by the next layer (or below)
+        pending = true;
+    }
+    if pending {
         add_transposed(&mut s.x[..n * dim], &s.proj[..dim * n], n);
     }
 
@@ -483,6 +490,60 @@ fn attention(
         }
     }
     Ok(())
+}
+
+/// Fewest tokens per task of [`residual_norm`].
+const NORM_TOKENS: usize = 4;
+
+/// For every token `t` of `n`: `x[t] += proj[·][t]` (the residual add of a `[dim][n]`
+/// projection, when given), `xb[t] = rmsnorm(x[t]) · w` and `xq[t] = Q8(xb[t])`.
+///
+/// One team job over token ranges (a token's values depend on that token alone and
+/// are computed by the same code in any range, so the bits do not depend on the
+/// thread count): these per-token steps ran serially on the caller between two
+/// matmul jobs.
+#[allow(clippy::too_many_arguments)]
+fn residual_norm(
+    ex: Exec<'_>,
+    x: &mut [f32],
+    proj: Option<&[f32]>,
+    n: usize,
+    (w, eps): (&[f32], f32),
+    xb: &mut [f32],
+    xq: &mut [BlockQ8],
+) -> Result<()> {
+    let dim = w.len();
+    let nb = dim / QK;
+    assert!(
+        x.len() == n * dim
+            && xb.len() == n * dim
+            && xq.len() == n * nb
+            && proj.is_none_or(|p| p.len() == dim * n),
+        "residual_norm: shapes"
+    );
+    let per = n.div_ceil(ex.threads() * TASKS_PER_THREAD).max(NORM_TOKENS);
+    let (xs, xbs, xqs) = (Disjoint::new(x), Disjoint::new(xb), Disjoint::new(xq));
+    ex.run(n.div_ceil(per), &|i| {
+        let (t0, t1) = (i * per, ((i + 1) * per).min(n));
+        // SAFETY: task `i` alone writes tokens `t0..t1` of `x`, `xb` and `xq`.
+        let (x, xb, xq) = unsafe {
+            (
+                xs.part(t0 * dim, (t1 - t0) * dim),
+                xbs.part(t0 * dim, (t1 - t0) * dim),
+                xqs.part(t0 * nb, (t1 - t0) * nb),
+            )
+        };
+        for (j, x) in x.chunks_exact_mut(dim).enumerate() {
+            if let Some(p) = proj {
+                for (r, v) in x.iter_mut().enumerate() {
+                    *v += p[r * n + t0 + j];
+                }
+            }
+            ops::rmsnorm(&mut xb[j * dim..(j + 1) * dim], x, w, eps);
+        }
+        ex.kernels.quantize_row_q8(xb, xq)?;
+        Ok(())
+    })
 }
 
 /// Quantize `n` token rows of activations to Q8 (per-32 blocks; rows are multiples of 32).
