@@ -533,13 +533,17 @@ fn residual_norm(
                 xqs.part(t0 * nb, (t1 - t0) * nb),
             )
         };
-        for (j, x) in x.chunks_exact_mut(dim).enumerate() {
-            if let Some(p) = proj {
-                for (r, v) in x.iter_mut().enumerate() {
-                    *v += p[r * n + t0 + j];
+        if let Some(p) = proj {
+            // Row by row of `proj` (a contiguous run of this task's tokens each), into
+            // the task's tokens of `x` (a few KiB: they stay in L1).
+            for (r, p) in p.chunks_exact(n).enumerate() {
+                for (j, &v) in p[t0..t1].iter().enumerate() {
+                    x[j * dim + r] += v;
                 }
             }
-            ops::rmsnorm(&mut xb[j * dim..(j + 1) * dim], x, w, eps);
+        }
+        for (x, xb) in x.chunks_exact(dim).zip(xb.chunks_exact_mut(dim)) {
+            ops::rmsnorm(xb, x, w, eps);
         }
         ex.kernels.quantize_row_q8(xb, xq)?;
         Ok(())
