@@ -412,21 +412,20 @@ fn attention(
     let serial = Exec { team: None, ..ex };
     let ex = if on_team { ex } else { serial };
 
-    // kt[h] = [hd][len], vf[h] = [len][hd]: two tasks per kv head (keys, values), so
-    // two threads share an odd number of heads evenly.
+    // kt[h] = [hd][len], vf[h] = [len][hd]: one task per kv head.
     let (kt, vf) = (
         Disjoint::new(&mut s.kf[..nkv * len * hd]),
         Disjoint::new(&mut s.vf[..nkv * len * hd]),
     );
-    ex.run(2 * nkv, &|i| {
-        let h = i / 2;
-        if i % 2 == 0 {
-            // SAFETY: task `2h` alone writes head `h`'s part of `kt`.
-            kv.read_head_kt(li, h, len, unsafe { kt.part(h * len * hd, len * hd) });
-        } else {
-            // SAFETY: task `2h + 1` alone writes head `h`'s part of `vf`.
-            kv.read_head_v(li, h, len, unsafe { vf.part(h * len * hd, len * hd) });
-        }
+    ex.run(nkv, &|h| {
+        // SAFETY: task `h` alone writes head `h`'s part of each buffer.
+        let (kt, vf) = unsafe {
+            (
+                kt.part(h * len * hd, len * hd),
+                vf.part(h * len * hd, len * hd),
+            )
+        };
+        kv.read_head_t(li, h, len, kt, vf);
         Ok(())
     })?;
     let (kt, vf) = (&s.kf[..nkv * len * hd], &s.vf[..nkv * len * hd]);

@@ -87,10 +87,6 @@ impl Store {
     }
 }
 
-/// Floats of the stack buffer [`KvCache::read_head_kt`] converts keys through (8 KiB:
-/// 8 keys of head_dim 256).
-const KT_BUF: usize = 2048;
-
 /// Keys and values of every layer for up to `ctx` positions.
 #[derive(Clone, Debug)]
 pub struct KvCache {
@@ -195,56 +191,35 @@ impl KvCache {
         Ok(())
     }
 
-    /// Load positions `0..len` of one head's keys, **transposed**, as f32: `kt` is
-    /// `[head_dim][len]` (`kt[d * len + j]` = key `j`, dimension `d`), so attention
-    /// multiplies queries by it as a plain row-major matrix product. `len` must not
-    /// exceed the capacity.
-    pub fn read_head_kt(&self, layer: usize, head: usize, len: usize, kt: &mut [f32]) {
+    /// Load positions `0..len` of one head's keys, **transposed**, and values as f32:
+    /// `kt` is `[head_dim][len]` (`kt[d * len + j]` = key `j`, dimension `d`), `v` is
+    /// `[len][head_dim]`. Attention multiplies queries by `kt` and probabilities by
+    /// `v` as plain row-major matrix products. `len` must not exceed the capacity.
+    pub fn read_head_t(
+        &self,
+        layer: usize,
+        head: usize,
+        len: usize,
+        kt: &mut [f32],
+        v: &mut [f32],
+    ) {
         assert!(
             len <= self.ctx && layer < self.n_layers && head < self.n_kv,
             "KV read out of bounds"
         );
         let (hd, at) = (self.head_dim, self.offset(layer, head, 0));
-        let kt = &mut kt[..len * hd];
-        // Up to 8 keys at a time are converted into a stack buffer (in one slice
-        // operation), then written out as runs of up to 8 floats in each row of `kt`.
-        // (A Q8 store needs whole blocks: 8·hd and hd both are, as hd is.)
-        let mut buf = [0.0f32; KT_BUF];
-        let keys = (KT_BUF / hd).clamp(1, 8);
-        let mut j0 = 0;
-        while j0 < len {
-            let nk = keys.min(len - j0);
-            if nk * hd <= KT_BUF {
-                let rows = &mut buf[..nk * hd];
-                self.k.read(at + j0 * hd, rows);
-                for d in 0..hd {
-                    for (i, row) in rows.chunks_exact(hd).enumerate() {
-                        kt[d * len + j0 + i] = row[d];
-                    }
-                }
-            } else {
-                // A head wider than the buffer (no model here has one): key by key,
-                // a slice of the buffer at a time.
-                for c0 in (0..hd).step_by(KT_BUF) {
-                    let part = &mut buf[..KT_BUF.min(hd - c0)];
-                    self.k.read(at + j0 * hd + c0, part);
-                    for (d, &x) in part.iter().enumerate() {
-                        kt[(c0 + d) * len + j0] = x;
-                    }
+        // Keys go through `v` (converted in one slice operation), then are transposed.
+        self.k.read(at, &mut v[..len * hd]);
+        let (k, kt) = (&v[..len * hd], &mut kt[..len * hd]);
+        // Blocks of 8 keys: 8 contiguous source rows, 8-float runs in each output row.
+        for (j0, rows) in (0..len).step_by(8).zip(k.chunks(8 * hd)) {
+            for d in 0..hd {
+                for (i, row) in rows.chunks_exact(hd).enumerate() {
+                    kt[d * len + j0 + i] = row[d];
                 }
             }
-            j0 += nk;
         }
-    }
-
-    /// Load positions `0..len` of one head's values as f32, `[len][head_dim]`.
-    pub fn read_head_v(&self, layer: usize, head: usize, len: usize, v: &mut [f32]) {
-        assert!(
-            len <= self.ctx && layer < self.n_layers && head < self.n_kv,
-            "KV read out of bounds"
-        );
-        let at = self.offset(layer, head, 0);
-        self.v.read(at, &mut v[..len * self.head_dim]);
+        self.v.read(at, &mut v[..len * hd]);
     }
 
     /// Load positions `0..len` of one head's keys and values as f32
@@ -294,35 +269,25 @@ mod tests {
         }
     }
 
-    /// The transposed read holds the same values as the plain one, for both stores,
-    /// key counts that are not a multiple of the 8-key chunk, and a head wider than the
-    /// conversion buffer.
+    /// The transposed read holds the same values as the plain one.
     #[test]
     fn transposed_read_matches() {
-        for (ty, hd) in [
-            (KvType::F16, 32),
-            (KvType::Q8, 64),
-            (KvType::F16, KT_BUF + 32),
-            (KvType::Q8, KT_BUF + 64),
-        ] {
-            let (layers, heads, ctx) = (2, 3, 19);
-            let mut kv = KvCache::new(ty, layers, heads, hd, ctx).unwrap();
-            for p in 0..ctx {
-                let k: Vec<f32> = (0..heads * hd).map(|i| ((p * 7 + i) % 50) as f32).collect();
-                let v: Vec<f32> = k.iter().map(|x| -x).collect();
-                kv.write(1, p, &k, &v).unwrap();
-            }
-            let len = 11;
-            let (mut k, mut v) = (vec![0.0; len * hd], vec![0.0; len * hd]);
-            let (mut kt, mut v2) = (vec![f32::NAN; len * hd], vec![f32::NAN; len * hd]);
-            kv.read_head(1, 2, len, &mut k, &mut v);
-            kv.read_head_kt(1, 2, len, &mut kt);
-            kv.read_head_v(1, 2, len, &mut v2);
-            assert_eq!(v, v2, "{ty:?} hd {hd}");
-            for j in 0..len {
-                for d in 0..hd {
-                    assert_eq!(kt[d * len + j], k[j * hd + d], "{ty:?} hd {hd}");
-                }
+        let (layers, heads, hd, ctx) = (2, 3, 32, 19);
+        let mut kv = KvCache::new(KvType::F16, layers, heads, hd, ctx).unwrap();
+        for p in 0..ctx {
+            let k: Vec<f32> = (0..heads * hd).map(|i| (p * 1000 + i) as f32).collect();
+            let v: Vec<f32> = k.iter().map(|x| -x).collect();
+            kv.write(1, p, &k, &v).unwrap();
+        }
+        let len = 11;
+        let (mut k, mut v) = (vec![0.0; len * hd], vec![0.0; len * hd]);
+        let (mut kt, mut v2) = (vec![0.0; len * hd], vec![0.0; len * hd]);
+        kv.read_head(1, 2, len, &mut k, &mut v);
+        kv.read_head_t(1, 2, len, &mut kt, &mut v2);
+        assert_eq!(v, v2);
+        for j in 0..len {
+            for d in 0..hd {
+                assert_eq!(kt[d * len + j], k[j * hd + d]);
             }
         }
     }
