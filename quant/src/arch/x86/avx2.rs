@@ -266,22 +266,15 @@ fn tile_q4<const G: usize, const T: usize>(
     finish_pairs(&acc)
 }
 
-/// The Q4 matmul tile: `G` row groups × `T` tokens, by [`tile_q4_rows8`] for 2 groups
-/// and by [`tile_q4`] otherwise (the last odd group, and the matvec's 1 × 1).
-#[target_feature(enable = "avx2,fma,f16c")]
-fn tile_q4_mm<const G: usize, const T: usize>(
-    wg: &[&[BlockQ4x4]; G],
-    xs: &[&[BlockQ8]; T],
-    ps: &[&[Prep]; T],
-) -> TileOut<G, T> {
-    match <&[&[BlockQ4x4]; 2]>::try_from(wg.as_slice()) {
-        Ok(w2) => {
-            let out = tile_q4_rows8(w2, xs, ps);
-            core::array::from_fn(|g| out[g % 2])
-        }
-        Err(_) => tile_q4(wg, xs, ps),
-    }
-}
+// The Q4 matmul tile: `tile_q4_rows8` for 2 groups, `tile_q4` otherwise.
+wide_tile!(
+    features = "avx2,fma,f16c",
+    name = tile_q4_mm,
+    block = BlockQ4x4,
+    width = 2,
+    wide = tile_q4_rows8,
+    narrow = tile_q4,
+);
 
 /// 2 Q4 row groups (8 rows) × `T` tokens with one i32 lane per row, so no lane ever
 /// needs adding to another (unlike [`tile_q4`], whose lanes hold slices of one row

@@ -252,17 +252,21 @@ fn tile_q4<const G: usize, const T: usize>(
 // token and block: 8 `dpbusd` and 3 float instructions for 512 products; the
 // transpose is shared by the `T` tokens.
 
-/// Scales arrive as `[g0 r0..r3, g1 r0..r3, …]` (lane 4g + r); the products' lane
-/// 4r + g needs element 4g + r.
+/// Swap lane `4a + b` with lane `4b + a`: between the 16-row tiles' lane order
+/// (`4r + g`, row `r` of group `g`) and row order (`4g + r`). Its own inverse.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn swap_4x4(v: __m512) -> __m512 {
+    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _mm512_permutexvar_ps(order, v)
+}
+
+/// The 4 groups' row scales in the 16-row tiles' lane order (they arrive in row order).
 #[target_feature(enable = "avx512f,avx2,f16c")]
 #[inline]
 fn scales16(d: [&[f16; ROWS]; 4]) -> __m512 {
-    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     let d = d.map(|d| bytemuck::cast::<_, u64>(*d) as i64);
-    _mm512_permutexvar_ps(
-        order,
-        _mm512_cvtph_ps(_mm256_setr_epi64x(d[0], d[1], d[2], d[3])),
-    )
+    swap_4x4(_mm512_cvtph_ps(_mm256_setr_epi64x(d[0], d[1], d[2], d[3])))
 }
 
 /// Four registers with one row per 128-bit lane (`[r0 | r1 | r2 | r3]`, 4 dwords each),
@@ -327,9 +331,8 @@ fn tile_rows16<P, const T: usize>(
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn finish16<const T: usize>(acc: &[__m512; T]) -> TileOut<4, T> {
-    // Lane 4r + g → lane 4g + r, i.e. row order (the same swap as `scales16`).
-    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    let a = acc.map(|a| _mm512_permutexvar_ps(order, a));
+    // Lane 4r + g → lane 4g + r, i.e. row order.
+    let a = acc.map(|a| swap_4x4(a));
     let mut out = [[[0.0f32; T]; ROWS]; 4];
     // `out` as 16 rows of `T` tokens.
     let rows = out.as_flattened_mut().as_flattened_mut();
@@ -482,30 +485,26 @@ fn tile_q4a<const G: usize, const T: usize>(
     finish(&acc)
 }
 
-/// Define a matmul tile `$mm::<G, T>` that runs `$rows16` for 4 row groups and `$tile`
-/// otherwise (the last groups of a matrix, and the matvec's 1 × 1).
-macro_rules! tile_mm {
-    ($mm:ident, $P:ty, $rows16:ident, $tile:ident) => {
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-        fn $mm<const G: usize, const T: usize>(
-            wg: &[&[$P]; G],
-            xs: &[&[BlockQ8]; T],
-            ps: &[&[Prep]; T],
-        ) -> TileOut<G, T> {
-            match <&[&[$P]; 4]>::try_from(wg.as_slice()) {
-                Ok(w4) => {
-                    let out = $rows16(w4, xs, ps);
-                    core::array::from_fn(|g| out[g % 4])
-                }
-                Err(_) => $tile(wg, xs, ps),
-            }
-        }
-    };
-}
-tile_mm!(tile_q4_mm, BlockQ4x4, tile_q4_rows16, tile_q4);
-tile_mm!(tile_q8_mm, BlockQ8x4, tile_q8_rows16, tile_q8);
+// The Q4 and Q8 matmul tiles: the 16-row tiles for 4 groups, the quad-layout ones
+// otherwise.
+wide_tile!(
+    features = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+    name = tile_q4_mm,
+    block = BlockQ4x4,
+    width = 4,
+    wide = tile_q4_rows16,
+    narrow = tile_q4,
+);
+wide_tile!(
+    features = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+    name = tile_q8_mm,
+    block = BlockQ8x4,
+    width = 4,
+    wide = tile_q8_rows16,
+    narrow = tile_q8,
+);
 
-// Matmul tiles: Q8 and Q4 4 row groups (one row per lane, see `tile_q4_rows16`) × up
+// Matmul tiles: Q8 and Q4 4 row groups (one row per lane, see `tile_rows16`) × up
 // to 8 tokens; Q4A 2 row groups × up to 8 tokens: 16 zmm accumulators of the 32
 // registers, the rest for two groups' decoded blocks and one activation block.
 gemm_kernels!(

@@ -215,27 +215,31 @@ fn prep_scale(xb: &BlockQ8) -> Prep {
     Prep::new([0; 16], xb)
 }
 
-/// AVX-512 Q4: `-8·Σx` per i32 lane position (4 values of each half), the initial
-/// accumulator of `dpbusd` in the quad layout; and the whole block's `-8·Σx` (at most
-/// 8·32·128 in magnitude) for the matmul tile, whose lanes hold whole rows.
+/// `k·Σx` per i32 lane position (4 values of each half), the initial accumulator of
+/// `dpbusd` in the quad layout; and the whole block's `k·Σx` (`c`) for the matmul tile,
+/// whose lanes hold whole rows.
 #[target_feature(enable = "avx2,f16c")]
-#[inline(never)]
-fn prep_q4_quads(xb: &BlockQ8) -> Prep {
-    let quads = half_sums::<4>(xb).map(|s| -8 * s);
+#[inline]
+fn prep_offset_quads(xb: &BlockQ8, k: i32) -> Prep {
+    let quads = half_sums::<4>(xb).map(|s| k * s);
     let mut p = Prep::new(bytemuck::cast(quads), xb);
     p.c = quads.iter().sum();
     p
 }
 
-/// AVX-512 Q8 (weights biased by +128): `-128·Σx` per i32 lane position, and for the
-/// whole block (at most 128·32·128 in magnitude) for the matmul tile.
+/// AVX-512 Q4: the offset `-8·Σx` (at most 8·32·128 in magnitude).
+#[target_feature(enable = "avx2,f16c")]
+#[inline(never)]
+fn prep_q4_quads(xb: &BlockQ8) -> Prep {
+    prep_offset_quads(xb, -8)
+}
+
+/// AVX-512 Q8 (weights biased by +128): the offset `-128·Σx` (at most 128·32·128 in
+/// magnitude).
 #[target_feature(enable = "avx2,f16c")]
 #[inline(never)]
 fn prep_q8_quads(xb: &BlockQ8) -> Prep {
-    let quads = half_sums::<4>(xb).map(|s| -128 * s);
-    let mut p = Prep::new(bytemuck::cast(quads), xb);
-    p.c = quads.iter().sum();
-    p
+    prep_offset_quads(xb, -128)
 }
 
 /// AVX-512 Q4A: Σx per i32 lane position, as f32.
@@ -462,6 +466,36 @@ macro_rules! gemm_kernels {
                     }
                 }
                 k0 = k1;
+            }
+        }
+    };
+}
+
+/// Define a matmul tile `$mm::<G, T>` (same signature as the tiles it picks from) that
+/// runs `$wide` when the tile is `$width` row groups and `$narrow` otherwise (a
+/// matrix's last groups, and the matvec's 1 × 1).
+macro_rules! wide_tile {
+    (
+        features = $feat:literal,
+        name = $mm:ident,
+        block = $P:ty,
+        width = $width:literal,
+        wide = $wide:ident,
+        narrow = $narrow:ident $(,)?
+    ) => {
+        #[target_feature(enable = $feat)]
+        fn $mm<const G: usize, const T: usize>(
+            wg: &[&[$P]; G],
+            xs: &[&[crate::block::BlockQ8]; T],
+            ps: &[&[super::Prep]; T],
+        ) -> super::TileOut<G, T> {
+            match <&[&[$P]; $width]>::try_from(wg.as_slice()) {
+                // `G == $width`: the same array, retyped.
+                Ok(w) => {
+                    let out = $wide(w, xs, ps);
+                    core::array::from_fn(|g| out[g % $width])
+                }
+                Err(_) => $narrow(wg, xs, ps),
             }
         }
     };
