@@ -578,11 +578,7 @@ fn matmuls<const M: usize>(
     }
     let ws: [&Matrix<'_>; M] = std::array::from_fn(|i| mats[i].0);
     let groups = ws.map(|w| w.rows().div_ceil(ROWS));
-    let total: usize = groups.iter().sum();
-    let per = total
-        .div_ceil(threads * TASKS_PER_THREAD)
-        .next_multiple_of(TASK_GROUP_MULTIPLE)
-        .max(MIN_TASK_GROUPS);
+    let per = groups_per_task(threads, groups.iter().sum(), TASK_GROUP_MULTIPLE);
     let tasks = groups.map(|g| g.div_ceil(per));
     let ys = mats.map(|(_, y)| Disjoint::new(y));
     ex.run(tasks.iter().sum(), &|mut i| {
@@ -597,6 +593,16 @@ fn matmuls<const M: usize>(
         let y = unsafe { ys[m].part(r0 * n, (r1 - r0) * n) };
         matmul_rows(ex.kernels, ws[m], r0, r1, xq, xf, n, y)
     })
+}
+
+/// Row groups per task when `total` row groups are cut for `threads` threads: a few
+/// tasks per thread (see [`TASKS_PER_THREAD`]), at least [`MIN_TASK_GROUPS`], a
+/// multiple of `multiple`.
+fn groups_per_task(threads: usize, total: usize, multiple: usize) -> usize {
+    total
+        .div_ceil(threads * TASKS_PER_THREAD)
+        .max(MIN_TASK_GROUPS)
+        .next_multiple_of(multiple)
 }
 
 /// Rows of the MLP hidden per quantization step of [`mlp_hidden`] (a stack buffer).
@@ -635,15 +641,10 @@ fn mlp_hidden(
         "mlp_hidden: shapes"
     );
     // Row groups per task: a multiple of the widest tile and of a Q8 block (8 groups).
-    let unit = TASK_GROUP_MULTIPLE.max(QK / ROWS);
     let groups = ffn / ROWS;
-    let per = if ex.threads() == 1 {
-        groups
-    } else {
-        groups
-            .div_ceil(ex.threads() * TASKS_PER_THREAD)
-            .next_multiple_of(unit)
-            .max(MIN_TASK_GROUPS)
+    let per = match ex.threads() {
+        1 => groups,
+        t => groups_per_task(t, groups, TASK_GROUP_MULTIPLE.max(QK / ROWS)),
     };
     let tasks = groups.div_ceil(per);
     let (g, u, h) = (Disjoint::new(gate), Disjoint::new(up), Disjoint::new(hq));
