@@ -385,6 +385,88 @@ fn activation_rows() -> impl Strategy<Value = Vec<f32>> {
 
 // ---------------------------------------------------------------- deterministic checks
 
+/// A matrix of long rows (K > 4096: the x86 matvec then reads it as several streams,
+/// one per part of its row groups) gives the scalar set's results within the bound, and
+/// every set gives the same bits as when each row group is done alone (one stream).
+macro_rules! check_long_row_gemv {
+    ($P:ty, $variant:ident, $w:expr, $x:expr, $rows:expr, $nb:expr) => {{
+        let (w, x, rows, nb) = ($w, $x, $rows, $nb);
+        let mut packed = vec![<$P as bytemuck::Zeroable>::zeroed(); groups(rows) * nb];
+        pack_matrix::<$P>(w, rows, nb, &mut packed).unwrap();
+        let m = PackedMatrix::new(rows, nb * QK, PackedData::$variant(&packed)).unwrap();
+        let mut want = vec![0.0f32; rows];
+        scalar().gemv(&m, &x, &mut want).unwrap();
+        let case = Case {
+            w: &w,
+            x: &x,
+            rows,
+            nb,
+        };
+        for k in sets_under_test() {
+            let mut whole = vec![f32::NAN; rows];
+            k.gemv(&m, x, &mut whole).unwrap();
+            case.assert_close(k.name(), "long-row gemv", 1, &whole, &want)
+                .unwrap();
+            let mut parts = vec![f32::NAN; rows];
+            for (g, y) in parts.chunks_mut(4).enumerate() {
+                k.gemv(&m.row_groups(g, g + 1), x, y).unwrap();
+            }
+            let (a, b): (Vec<u32>, Vec<u32>) = (
+                whole.iter().map(|v| v.to_bits()).collect(),
+                parts.iter().map(|v| v.to_bits()).collect(),
+            );
+            assert!(a == b, "{:?}: gemv differs from its row groups'", k.name());
+        }
+    }};
+}
+
+/// Deterministic pseudo-random bytes (xorshift).
+fn bytes(seed: u64) -> impl FnMut() -> u8 {
+    let mut s = seed;
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 24) as u8
+    }
+}
+
+#[test]
+fn long_row_gemv_matches_scalar_and_its_row_groups() {
+    // 70 rows: 4 streams of 4 groups, a full group and a partial one left; K = 8192.
+    let (rows, nb) = (70, 256);
+    let mut b = bytes(7);
+    let d = |b: &mut dyn FnMut() -> u8| f16::from_f32(f32::from(b()) / 256.0 + 0.01);
+    let x: Vec<BlockQ8> = (0..nb)
+        .map(|_| BlockQ8 {
+            d: d(&mut b),
+            qs: std::array::from_fn(|_| b() as i8),
+        })
+        .collect();
+    let w: Vec<BlockQ4> = (0..rows * nb)
+        .map(|_| BlockQ4 {
+            d: d(&mut b),
+            qs: std::array::from_fn(|_| b()),
+        })
+        .collect();
+    check_long_row_gemv!(BlockQ4x4, Q4, &w[..], &x[..], rows, nb);
+    let w: Vec<BlockQ8> = (0..rows * nb)
+        .map(|_| BlockQ8 {
+            d: d(&mut b),
+            qs: std::array::from_fn(|_| (b() as i8).max(-127)),
+        })
+        .collect();
+    check_long_row_gemv!(BlockQ8x4, Q8, &w[..], &x[..], rows, nb);
+    let w: Vec<BlockQ4A> = (0..rows * nb)
+        .map(|_| BlockQ4A {
+            d: d(&mut b),
+            m: d(&mut b),
+            qs: std::array::from_fn(|_| b()),
+        })
+        .collect();
+    check_long_row_gemv!(BlockQ4Ax4, Q4A, &w[..], &x[..], rows, nb);
+}
+
 #[test]
 fn zero_columns_and_rows() {
     for k in std::iter::once(scalar()).chain(sets_under_test()) {

@@ -130,7 +130,7 @@ fn tile_q8<const G: usize, const T: usize>(
     let mut acc = [[_mm256_setzero_ps(); T]; G];
     for kb in 0..nb {
         let w: [([__m256i; ROWS], __m256); G] = core::array::from_fn(|g| {
-            prefetch(wg[g], kb, G * T == 1);
+            prefetch(wg[g], kb, T == 1);
             let p = &wg[g][kb];
             let rows: &[[u8; QK]; ROWS] = bytemuck::cast_ref(&p.qs);
             let d = scales4(&p.d);
@@ -250,7 +250,7 @@ fn tile_q4<const G: usize, const T: usize>(
     let mut acc = [[_mm256_setzero_ps(); T]; G];
     for kb in 0..nb {
         let w: [Nibbles; G] = core::array::from_fn(|g| {
-            prefetch(wg[g], kb, G * T == 1);
+            prefetch(wg[g], kb, T == 1);
             nibbles(&wg[g][kb].qs, &wg[g][kb].d, None)
         });
         for t in 0..T {
@@ -299,8 +299,8 @@ fn tile_q4_rows8<const T: usize>(
     let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_ps(); T];
     for kb in 0..nb {
-        prefetch(wg[0], kb, false);
-        prefetch(wg[1], kb, false);
+        prefetch(wg[0], kb, T == 1);
+        prefetch(wg[1], kb, T == 1);
         let (a, b) = (&wg[0][kb], &wg[1][kb]);
         let qa: &[[u8; 32]; 2] = bytemuck::cast_ref(&a.qs);
         let qb: &[[u8; 32]; 2] = bytemuck::cast_ref(&b.qs);
@@ -373,7 +373,7 @@ fn tile_q4a<const G: usize, const T: usize>(
     let mut acc = [[_mm256_setzero_ps(); T]; G];
     for kb in 0..nb {
         let w: [Nibbles; G] = core::array::from_fn(|g| {
-            prefetch(wg[g], kb, G * T == 1);
+            prefetch(wg[g], kb, T == 1);
             let p = &wg[g][kb];
             nibbles(&p.qs, &p.d, Some(&p.m))
         });
@@ -402,6 +402,7 @@ gemm_kernels!(
     gemm_groups = 1,
     gemm_tokens = [1, 2, 3, 4],
     gemv = gemv_q8,
+    gemv_tile = tile_q8,
     gemm = gemm_q8,
 );
 gemm_kernels!(
@@ -412,6 +413,7 @@ gemm_kernels!(
     gemm_groups = 2,
     gemm_tokens = [1, 2, 3, 4, 5, 6, 7, 8],
     gemv = gemv_q4,
+    gemv_tile = tile_q4,
     gemm = gemm_q4,
 );
 gemm_kernels!(
@@ -422,5 +424,6 @@ gemm_kernels!(
     gemm_groups = 2,
     gemm_tokens = [1, 2, 3, 4],
     gemv = gemv_q4a,
+    gemv_tile = tile_q4a,
     gemm = gemm_q4a,
 );

@@ -194,7 +194,7 @@ fn tile_q8<const G: usize, const T: usize>(
     let mut acc = [[_mm512_setzero_ps(); T]; G];
     for kb in 0..nb {
         let w: [(__m512i, __m512i, __m512); G] = core::array::from_fn(|g| {
-            prefetch(wg[g], kb, G * T == 1);
+            prefetch(wg[g], kb, T == 1);
             let p = &wg[g][kb];
             let (lo, hi) = q8_quarters(bytemuck::cast_ref(&p.qs));
             let (lo, hi) = (_mm512_xor_si512(lo, bias), _mm512_xor_si512(hi, bias));
@@ -229,7 +229,7 @@ fn tile_q4<const G: usize, const T: usize>(
     let mut acc = [[_mm512_setzero_ps(); T]; G];
     for kb in 0..nb {
         let w: [(__m512i, __m512i, __m512); G] = core::array::from_fn(|g| {
-            prefetch(wg[g], kb, G * T == 1);
+            prefetch(wg[g], kb, T == 1);
             let p = &wg[g][kb];
             let (lo, hi) = nibbles(&p.qs);
             (lo, hi, quad_layout(scales4(&p.d)))
@@ -305,7 +305,7 @@ fn tile_rows16<P, const T: usize>(
     let mut acc = [_mm512_setzero_ps(); T];
     for kb in 0..nb {
         let (w, dw) = decode(core::array::from_fn(|g| {
-            prefetch(wg[g], kb, false);
+            prefetch(wg[g], kb, T == 1);
             &wg[g][kb]
         }));
         // Steps outside, tokens inside: the `T` dependency chains of `dpbusd`
@@ -461,7 +461,7 @@ fn tile_q4a<const G: usize, const T: usize>(
     let mut acc = [[_mm512_setzero_ps(); T]; G];
     for kb in 0..nb {
         let w: [(__m512i, __m512i, __m512, __m512); G] = core::array::from_fn(|g| {
-            prefetch(wg[g], kb, G * T == 1);
+            prefetch(wg[g], kb, T == 1);
             let p = &wg[g][kb];
             let (lo, hi) = nibbles(&p.qs);
             (
@@ -515,6 +515,7 @@ gemm_kernels!(
     gemm_groups = 4,
     gemm_tokens = [1, 2, 3, 4, 5, 6, 7, 8],
     gemv = gemv_q8,
+    gemv_tile = tile_q8,
     gemm = gemm_q8,
 );
 gemm_kernels!(
@@ -525,6 +526,7 @@ gemm_kernels!(
     gemm_groups = 4,
     gemm_tokens = [1, 2, 3, 4, 5, 6, 7, 8],
     gemv = gemv_q4,
+    gemv_tile = tile_q4,
     gemm = gemm_q4,
 );
 gemm_kernels!(
@@ -535,5 +537,6 @@ gemm_kernels!(
     gemm_groups = 2,
     gemm_tokens = [1, 2, 3, 4, 5, 6, 7, 8],
     gemv = gemv_q4a,
+    gemv_tile = tile_q4a,
     gemm = gemm_q4a,
 );

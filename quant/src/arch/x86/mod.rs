@@ -10,7 +10,8 @@
 //!   sums, scale conversion: `Prep`) is done once per call into a stack buffer, not
 //!   once per row group, and stays in L1.
 //! - matvec: the 1×1 tile over one row group at a time, i.e. one sequential weight
-//!   stream, which the hardware prefetchers follow best (K chunks of 512 blocks).
+//!   stream, or for long rows the 4×1 tile over four streams, one per quarter of the
+//!   row groups (K chunks of 512 blocks).
 //!
 //! Numerics (same contract as [`crate::generic`]): each block's integer dot product is
 //! exact in `i32`, then scaled by `d_w · d_x` in f32 and accumulated with FMA. The
@@ -278,17 +279,32 @@ fn prep_q4a_pairs(xb: &BlockQ8) -> Prep {
     Prep::new(bytemuck::cast([a, b, a, b]), xb)
 }
 
-/// Prefetch distances. The matmul tiles read 2 row groups, i.e. 2 interleaved streams,
-/// which the hardware prefetchers follow poorly (measured: a cold 2-group matvec ran at
-/// half the speed of a 1-group one), so each stream prefetches ~1 KiB ahead. The matvec
-/// reads one sequential stream and prefetches 4 KiB ahead (≈ DRAM latency × bandwidth).
+/// Row groups the matvec reads side by side when rows are long, each from its own part
+/// of the matrix. With one stream, each row group reads the whole activation row and its
+/// [`Prep`] from L1 (66 bytes per block beside the weights' 72 (Q4)), and at K ≥ 8192
+/// (≥ 17 KiB of them) they compete with the streamed weights for L1 and the bandwidth
+/// falls (cold Q4 matvecs of 9.4 MB, AVX-512 VNNI, one stream: K = 1024 and 4096
+/// 20–23 GB/s, K = 8192 16–19, K = 16384 14–16). A tile of 4 groups from 4 streams
+/// reads each activation block once per 4 groups: K = 8192 and 16384 then run at
+/// 20–22 GB/s (BENCHMARKS.md, "Four weight streams").
+const GEMV_STREAMS: usize = 4;
+
+/// Rows of more than this many blocks (K > 4096) take [`GEMV_STREAMS`] streams. Short
+/// rows lose by it (measured: a 576×1536 Q8 matvec fell from ~25 to ~17 GB/s; each
+/// call starts four streams instead of continuing one), K = 4096 was even.
+const GEMV_STREAMS_ABOVE_BLOCKS: usize = 128;
+
+/// Prefetch distances per weight stream: the matmul tiles (several tokens) reread each
+/// block from L1 for every token, so ~1 KiB ahead keeps up; a one-token tile streams
+/// at memory speed and prefetches 4 KiB ahead (≈ DRAM latency × bandwidth).
 const GEMM_PREFETCH: usize = 1024;
 const GEMV_PREFETCH: usize = 4096;
 
-/// Prefetch for a `G × T` tile's weight stream: `ahead` bytes past block `kb`.
+/// Prefetch for one weight stream of a `G × T` tile (`one_token`: `T == 1`): `ahead`
+/// bytes past block `kb`.
 #[inline]
-fn prefetch<P>(blocks: &[P], kb: usize, one_by_one: bool) {
-    let ahead = if one_by_one {
+fn prefetch<P>(blocks: &[P], kb: usize, one_token: bool) {
+    let ahead = if one_token {
         GEMV_PREFETCH
     } else {
         GEMM_PREFETCH
@@ -376,6 +392,7 @@ macro_rules! gemm_kernels {
         gemm_groups = $gm:literal,
         gemm_tokens = [$($t:literal),+],
         gemv = $gemv:ident,
+        gemv_tile = $vtile:ident,
         gemm = $gemm:ident $(,)?
     ) => {
         /// Packed matrix × `n` activation rows, `y[row * n + t]`.
@@ -434,8 +451,11 @@ macro_rules! gemm_kernels {
 
         /// Packed matrix × one activation row.
         ///
-        /// The weights are one sequential stream (group after group), which the hardware
-        /// prefetchers follow best; the activation-side work of each block (offset sums,
+        /// The weights are one sequential stream (group after group), or for long rows
+        /// [`super::GEMV_STREAMS`] streams, each over its own part of the row
+        /// groups, in tiles of one group from each (`$vtile`, a tile whose rows do not
+        /// depend on each other, so the bits are the same either way); the
+        /// activation-side work of each block (offset sums,
         /// scale conversion) is done once per call into a stack buffer of
         /// [`super::PREP_BLOCKS`] blocks instead of once per row group. Longer rows are
         /// done in chunks of that many blocks, accumulated into `y`.
@@ -459,11 +479,32 @@ macro_rules! gemm_kernels {
                 for (p, xb) in pc.iter_mut().zip(xc) {
                     *p = $prep(xb);
                 }
-                for (wg, yg) in w.chunks_exact(nb).zip(y.chunks_exact_mut(ROWS)) {
-                    let [rows] = $tile::<1, 1>(&[&wg[k0..k1]], &[xc], &[&*pc]);
-                    for (o, [v]) in yg.iter_mut().zip(rows) {
+                // Group `g`'s blocks `k0..k1`, and adding its rows' results into `y`.
+                let groups = y.len() / ROWS;
+                let group = |g: usize| &w[g * nb..(g + 1) * nb][k0..k1];
+                let mut add = |g: usize, rows: [[f32; 1]; ROWS]| {
+                    for (o, [v]) in y[g * ROWS..(g + 1) * ROWS].iter_mut().zip(rows) {
                         *o += v;
                     }
+                };
+                // Long rows: stream `s` walks groups `s·q..(s + 1)·q`. The groups left
+                // over, or all groups of short rows, are one stream.
+                const S: usize = super::GEMV_STREAMS;
+                let q = if nb > super::GEMV_STREAMS_ABOVE_BLOCKS {
+                    groups / S
+                } else {
+                    0
+                };
+                for i in 0..q {
+                    let wg: [&[$P]; S] = core::array::from_fn(|s| group(s * q + i));
+                    let out = $vtile::<S, 1>(&wg, &[xc], &[&*pc]);
+                    for (s, rows) in out.into_iter().enumerate() {
+                        add(s * q + i, rows);
+                    }
+                }
+                for g in S * q..groups {
+                    let [rows] = $vtile::<1, 1>(&[group(g)], &[xc], &[&*pc]);
+                    add(g, rows);
                 }
                 k0 = k1;
             }
