@@ -16,9 +16,15 @@ use crate::{Error, Result};
 use half::slice::HalfFloatSliceExt;
 use hearth_quant::{BlockQ8, Kernels, PackedMatrix, QK, ROWS};
 
-/// Matmul tasks per thread: a few, so a preempted thread's share is taken by the
-/// others (tasks are handed out one at a time), yet each stays a long run of rows.
+/// Tasks per thread (matrix × vector, token ranges): a few, so a preempted thread's
+/// share is taken by the others (tasks are handed out one at a time), yet each stays a
+/// long run of rows.
 const TASKS_PER_THREAD: usize = 4;
+/// Tasks per thread of a matrix × matrix (prefill): fewer, as each task costs more there
+/// (its own activation preparation and tile sweeps): a 512-token prefill cut into the
+/// 2-thread tasks but run on one thread took 12% longer with 4 tasks per thread, 4% with
+/// 2, 1–2% with 1 (BENCHMARKS.md "2 MiB pages; fewer prefill tasks").
+const MATMUL_TASKS_PER_THREAD: usize = 2;
 /// Fewest row groups (of 4 rows) per matmul task.
 const MIN_TASK_GROUPS: usize = 4;
 /// A task's row groups are a multiple of this, so the kernels' widest row tiles fill
@@ -578,7 +584,7 @@ fn matmuls<const M: usize>(
     }
     let ws: [&Matrix<'_>; M] = std::array::from_fn(|i| mats[i].0);
     let groups = ws.map(|w| w.rows().div_ceil(ROWS));
-    let per = groups_per_task(threads, groups.iter().sum(), TASK_GROUP_MULTIPLE);
+    let per = groups_per_task(threads, n, groups.iter().sum(), TASK_GROUP_MULTIPLE);
     let tasks = groups.map(|g| g.div_ceil(per));
     let ys = mats.map(|(_, y)| Disjoint::new(y));
     ex.run(tasks.iter().sum(), &|mut i| {
@@ -595,12 +601,17 @@ fn matmuls<const M: usize>(
     })
 }
 
-/// Row groups per task when `total` row groups are cut for `threads` threads: a few
-/// tasks per thread (see [`TASKS_PER_THREAD`]), at least [`MIN_TASK_GROUPS`], a
-/// multiple of `multiple`.
-fn groups_per_task(threads: usize, total: usize, multiple: usize) -> usize {
+/// Row groups per task when `total` row groups are cut for `threads` threads and `n`
+/// tokens: a few tasks per thread (see [`TASKS_PER_THREAD`] and
+/// [`MATMUL_TASKS_PER_THREAD`]), at least [`MIN_TASK_GROUPS`], a multiple of `multiple`.
+fn groups_per_task(threads: usize, n: usize, total: usize, multiple: usize) -> usize {
+    let tasks = if n > 1 {
+        MATMUL_TASKS_PER_THREAD
+    } else {
+        TASKS_PER_THREAD
+    };
     total
-        .div_ceil(threads * TASKS_PER_THREAD)
+        .div_ceil(threads * tasks)
         .max(MIN_TASK_GROUPS)
         .next_multiple_of(multiple)
 }
@@ -644,7 +655,7 @@ fn mlp_hidden(
     let groups = ffn / ROWS;
     let per = match ex.threads() {
         1 => groups,
-        t => groups_per_task(t, groups, TASK_GROUP_MULTIPLE.max(QK / ROWS)),
+        t => groups_per_task(t, n, groups, TASK_GROUP_MULTIPLE.max(QK / ROWS)),
     };
     let tasks = groups.div_ceil(per);
     let (g, u, h) = (Disjoint::new(gate), Disjoint::new(up), Disjoint::new(hq));
