@@ -27,6 +27,7 @@ use crate::block::{BlockQ8, QK};
 use crate::dispatch::{KernelSetName, Kernels};
 use crate::packed::ROWS;
 use core::arch::x86_64::*;
+use core::mem::MaybeUninit;
 use half::f16;
 
 /// AVX2 + FMA + F16C.
@@ -167,12 +168,6 @@ struct Prep {
 }
 
 impl Prep {
-    const ZERO: Prep = Prep {
-        v: [0; 16],
-        dx: 0.0,
-        c: 0,
-    };
-
     /// (With F16C in the caller's features the scale converts in one instruction:
     /// `half`'s `to_f32` checks the CPU at run time on every call, and was 5% of a
     /// prefill's time when every kernel call prepared its activations through it.
@@ -187,6 +182,42 @@ impl Prep {
             dx: _mm_cvtss_f32(_mm_cvtph_ps(h)),
             c: 0,
         }
+    }
+}
+
+/// A stack buffer for up to `N` [`Prep`]s of which only the prefix in use is ever
+/// written: zeroing all of it (12 KiB) on every call was ~1% of a one-thread decode step,
+/// and a matvec cut into tasks pays it once per task.
+struct PrepBuf<const N: usize> {
+    slots: [MaybeUninit<Prep>; N],
+    /// The first `len` slots are initialized.
+    len: usize,
+}
+
+impl<const N: usize> PrepBuf<N> {
+    fn new() -> Self {
+        Self {
+            slots: [const { MaybeUninit::uninit() }; N],
+            len: 0,
+        }
+    }
+
+    /// Prepare `xs` (at most `N` blocks) with `f` into the buffer, replacing what it held.
+    #[inline]
+    fn fill(&mut self, xs: &[BlockQ8], f: impl Fn(&BlockQ8) -> Prep) {
+        for (slot, xb) in self.slots[..xs.len()].iter_mut().zip(xs) {
+            slot.write(f(xb));
+        }
+        self.len = xs.len();
+    }
+
+    /// The prepared blocks of the last [`PrepBuf::fill`].
+    #[inline]
+    fn as_slice(&self) -> &[Prep] {
+        // SAFETY: the first `len` slots were written by `fill` (`len ≤ N`: the slice
+        // indexing there would have panicked otherwise), and `MaybeUninit<Prep>` has
+        // the layout of `Prep`.
+        unsafe { core::slice::from_raw_parts(self.slots.as_ptr().cast::<Prep>(), self.len) }
     }
 }
 
@@ -414,7 +445,8 @@ macro_rules! gemm_kernels {
             // the outer loop: a tile's activations are prepared once ([`super::Prep`])
             // and stay in L1 while every row group passes over them. Chunk results
             // add up in `y`.
-            let mut prep = [[super::Prep::ZERO; super::GEMM_KC]; super::GEMM_TMAX];
+            let mut prep: [super::PrepBuf<{ super::GEMM_KC }>; super::GEMM_TMAX] =
+                core::array::from_fn(|_| super::PrepBuf::new());
             let mut k0 = 0;
             while k0 < nb {
                 let k1 = (k0 + super::GEMM_KC).min(nb);
@@ -422,10 +454,7 @@ macro_rules! gemm_kernels {
                 while t0 < n {
                     let tc = (n - t0).min(tmax);
                     for (j, pj) in prep.iter_mut().enumerate().take(tc) {
-                        let xr = &x[(t0 + j) * nb..(t0 + j + 1) * nb][k0..k1];
-                        for (p, xb) in pj.iter_mut().zip(xr) {
-                            *p = $prep(xb);
-                        }
+                        pj.fill(&x[(t0 + j) * nb..(t0 + j + 1) * nb][k0..k1], |xb| $prep(xb));
                     }
                     let mut g0 = 0;
                     while g0 < groups {
@@ -471,14 +500,13 @@ macro_rules! gemm_kernels {
             if nb == 0 {
                 return;
             }
-            let mut prep = [super::Prep::ZERO; super::PREP_BLOCKS];
+            let mut prep = super::PrepBuf::<{ super::PREP_BLOCKS }>::new();
             let mut k0 = 0;
             while k0 < nb {
                 let k1 = (k0 + super::PREP_BLOCKS).min(nb);
-                let (xc, pc) = (&x[k0..k1], &mut prep[..k1 - k0]);
-                for (p, xb) in pc.iter_mut().zip(xc) {
-                    *p = $prep(xb);
-                }
+                let xc = &x[k0..k1];
+                prep.fill(xc, |xb| $prep(xb));
+                let pc = prep.as_slice();
                 // Group `g`'s blocks `k0..k1`, and adding its rows' results into `y`.
                 let groups = y.len() / ROWS;
                 let group = |g: usize| &w[g * nb..(g + 1) * nb][k0..k1];
@@ -546,7 +574,7 @@ macro_rules! run_tile {
     ($tile:ident, $g:literal, $t:literal, $w:expr, $nb:expr, $x:expr, $n:expr, $y:expr, $g0:expr, $t0:expr, $k0:expr, $k1:expr, $prep:expr) => {{
         let ws = super::group_rows::<_, $g>($w, $nb, $g0, $k0..$k1);
         let xs = super::token_rows::<$t>($x, $nb, $t0, $k0..$k1);
-        let ps: [&[super::Prep]; $t] = core::array::from_fn(|j| &$prep[j][..$k1 - $k0]);
+        let ps: [&[super::Prep]; $t] = core::array::from_fn(|j| $prep[j].as_slice());
         let out = $tile::<$g, $t>(&ws, &xs, &ps);
         super::store_tile(&out, $y, $n, $g0, $t0, $k0 > 0);
     }};
