@@ -564,9 +564,9 @@ fn quantize<'q>(ex: Exec<'_>, x: &[f32], out: &'q mut [BlockQ8]) -> Result<&'q [
 /// `y = W·X` for `n` tokens and each of the `M` matrices, `y[row * n + t]`. `xq`
 /// (quantized) feeds packed matrices, `xf` (`[n][cols]` f32) float ones.
 ///
-/// On a team, the matrices' rows are cut into ranges of whole row groups, all of one
-/// size, and the ranges of every matrix become one job (so q, k and v, or gate and up,
-/// share one wake-up). Each row is computed by the same kernel code whatever the range
+/// On a team, the matrices' row groups, side by side, are cut into ranges of one size
+/// (a range may take the end of one matrix and the start of the next), all in one job
+/// (so q, k and v share one wake-up). Each row is computed by the same kernel code whatever the range
 /// it falls in, so results do not depend on the thread count.
 fn matmuls<const M: usize>(
     ex: Exec<'_>,
@@ -584,20 +584,34 @@ fn matmuls<const M: usize>(
     }
     let ws: [&Matrix<'_>; M] = std::array::from_fn(|i| mats[i].0);
     let groups = ws.map(|w| w.rows().div_ceil(ROWS));
-    let per = groups_per_task(threads, n, groups.iter().sum(), TASK_GROUP_MULTIPLE);
-    let tasks = groups.map(|g| g.div_ceil(per));
+    // The matrices' row groups side by side in one index space, each matrix starting at
+    // a multiple of TASK_GROUP_MULTIPLE, cut into equal ranges: so the tasks are even
+    // whatever the matrices' sizes (cut matrix by matrix, q/k/v made 60+60+24+48+48
+    // groups for two threads), and every cut inside a matrix still falls on a multiple
+    // of the widest tile.
+    let mut start = [0; M];
+    for m in 1..M {
+        start[m] = start[m - 1] + groups[m - 1].next_multiple_of(TASK_GROUP_MULTIPLE);
+    }
+    let total = start[M - 1] + groups[M - 1];
+    let per = groups_per_task(threads, n, total, TASK_GROUP_MULTIPLE);
     let ys = mats.map(|(_, y)| Disjoint::new(y));
-    ex.run(tasks.iter().sum(), &|mut i| {
-        let mut m = 0;
-        while i >= tasks[m] {
-            i -= tasks[m];
-            m += 1;
+    ex.run(total.div_ceil(per), &|i| {
+        let (a, b) = (i * per, ((i + 1) * per).min(total));
+        for m in 0..M {
+            let (s, e) = (start[m], start[m] + groups[m]);
+            if a >= e || b <= s {
+                continue;
+            }
+            let (g0, g1) = (a.max(s) - s, b.min(e) - s);
+            let rows = ws[m].rows();
+            let (r0, r1) = (g0 * ROWS, (g1 * ROWS).min(rows));
+            // SAFETY: the ranges `a..b` of the tasks are disjoint, so task `i` is the only
+            // one writing rows `r0..r1` of output `m`.
+            let y = unsafe { ys[m].part(r0 * n, (r1 - r0) * n) };
+            matmul_rows(ex.kernels, ws[m], r0, r1, xq, xf, n, y)?;
         }
-        let rows = ws[m].rows();
-        let (r0, r1) = ((i * per * ROWS).min(rows), ((i + 1) * per * ROWS).min(rows));
-        // SAFETY: task `(m, i)` is the only one writing rows `r0..r1` of output `m`.
-        let y = unsafe { ys[m].part(r0 * n, (r1 - r0) * n) };
-        matmul_rows(ex.kernels, ws[m], r0, r1, xq, xf, n, y)
+        Ok(())
     })
 }
 
