@@ -566,8 +566,8 @@ fn quantize<'q>(ex: Exec<'_>, x: &[f32], out: &'q mut [BlockQ8]) -> Result<&'q [
 ///
 /// On a team, the matrices' row groups, side by side, are cut into ranges of one size
 /// (a range may take the end of one matrix and the start of the next), all in one job
-/// (so q, k and v share one wake-up). Each row is computed by the same kernel code whatever the range
-/// it falls in, so results do not depend on the thread count.
+/// (so q, k and v share one wake-up). Each row is computed by the same kernel code
+/// whatever the range it falls in, so results do not depend on the thread count.
 fn matmuls<const M: usize>(
     ex: Exec<'_>,
     mats: [(&Matrix<'_>, &mut [f32]); M],

@@ -409,10 +409,10 @@ fn store_tile<const G: usize, const T: usize>(
 /// Define a gemm kernel and its gemv over a tile function `$tile::<G, T>` (`G` row
 /// groups × `T` tokens, returning a [`TileOut`]).
 ///
-/// The matvec uses tiles of `G = $gv` groups so the activation-side work (loading,
-/// offset sums, scale conversion) is shared by `4·G` rows. The matmul walks row groups
-/// `$gm` at a time in the outer loop and tokens `T = 1..=$tm` at a time inside, so a
-/// group's weights (`nb` packed blocks, a few KiB) stay in L1/L2 while every token
+/// The matvec uses `$vtile`, a tile whose rows do not depend on each other (the narrow
+/// one), one group at a time or one group from each of [`GEMV_STREAMS`] streams (see
+/// the matvec's doc). The matmul walks row groups `$gm` at a time in the outer loop and
+/// tokens `T = 1..=$tm` at a time inside, so a group's weights (`nb` packed blocks, a few KiB) stay in L1/L2 while every token
 /// passes over them: weights are read from memory once per call.
 macro_rules! gemm_kernels {
     (
@@ -542,7 +542,7 @@ macro_rules! gemm_kernels {
 
 /// Define a matmul tile `$mm::<G, T>` (same signature as the tiles it picks from) that
 /// runs `$wide` when the tile is `$width` row groups and `$narrow` otherwise (a
-/// matrix's last groups, and the matvec's 1 × 1).
+/// matrix's last groups). The matvec calls the narrow tile itself.
 macro_rules! wide_tile {
     (
         features = $feat:literal,
