@@ -269,25 +269,28 @@ mod tests {
         }
     }
 
-    /// The transposed read holds the same values as the plain one.
+    /// The transposed read holds the same values as the plain one, for both stores and
+    /// a key count that is not a multiple of the 8-key blocks.
     #[test]
     fn transposed_read_matches() {
-        let (layers, heads, hd, ctx) = (2, 3, 32, 19);
-        let mut kv = KvCache::new(KvType::F16, layers, heads, hd, ctx).unwrap();
-        for p in 0..ctx {
-            let k: Vec<f32> = (0..heads * hd).map(|i| (p * 1000 + i) as f32).collect();
-            let v: Vec<f32> = k.iter().map(|x| -x).collect();
-            kv.write(1, p, &k, &v).unwrap();
-        }
-        let len = 11;
-        let (mut k, mut v) = (vec![0.0; len * hd], vec![0.0; len * hd]);
-        let (mut kt, mut v2) = (vec![0.0; len * hd], vec![0.0; len * hd]);
-        kv.read_head(1, 2, len, &mut k, &mut v);
-        kv.read_head_t(1, 2, len, &mut kt, &mut v2);
-        assert_eq!(v, v2);
-        for j in 0..len {
-            for d in 0..hd {
-                assert_eq!(kt[d * len + j], k[j * hd + d]);
+        for (ty, hd) in [(KvType::F16, 32), (KvType::Q8, 64)] {
+            let (layers, heads, ctx) = (2, 3, 19);
+            let mut kv = KvCache::new(ty, layers, heads, hd, ctx).unwrap();
+            for p in 0..ctx {
+                let k: Vec<f32> = (0..heads * hd).map(|i| ((p * 7 + i) % 50) as f32).collect();
+                let v: Vec<f32> = k.iter().map(|x| -x).collect();
+                kv.write(1, p, &k, &v).unwrap();
+            }
+            let len = 11;
+            let (mut k, mut v) = (vec![0.0; len * hd], vec![0.0; len * hd]);
+            let (mut kt, mut v2) = (vec![f32::NAN; len * hd], vec![f32::NAN; len * hd]);
+            kv.read_head(1, 2, len, &mut k, &mut v);
+            kv.read_head_t(1, 2, len, &mut kt, &mut v2);
+            assert_eq!(v, v2, "{ty:?}");
+            for j in 0..len {
+                for d in 0..hd {
+                    assert_eq!(kt[d * len + j], k[j * hd + d], "{ty:?}");
+                }
             }
         }
     }
