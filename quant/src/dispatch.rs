@@ -14,10 +14,20 @@ pub type GemvFn<P> = unsafe fn(w: &[P], nb: usize, x: &[BlockQ8], y: &mut [f32])
 /// Safety: the table's CPU features are present, `x.len() == n * nb`,
 /// `w.len() == y.len() / (4 * n) * nb`, `y.len() % (4 * n) == 0`, `n > 0`.
 pub type GemmFn<P> = unsafe fn(w: &[P], nb: usize, x: &[BlockQ8], n: usize, y: &mut [f32]);
-/// f32 matrix product `c = a · b` (row-major `m × k` times `k × n`). Safety: the
-/// table's CPU features are present, `a.len() == m * k`, `b.len() == k * n`,
-/// `c.len() == m * n`.
-pub type GemmF32Fn = unsafe fn(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]);
+/// f32 matrix product `c = a · b` (row-major `m × k` times `k × n`, `b`'s rows `ldb`
+/// apart). Safety: the table's CPU features are present, `a.len() == m * k`,
+/// `ldb >= n`, `b.len() == b_span(k, n, ldb)`, `c.len() == m * n`.
+pub type GemmF32Fn =
+    unsafe fn(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], ldb: usize, c: &mut [f32]);
+
+/// Elements a `k × n` matrix spans when its rows are `ldb` apart: the last row ends
+/// after its `n` values, not after `ldb` (`None` on overflow).
+pub(crate) fn b_span(k: usize, n: usize, ldb: usize) -> Option<usize> {
+    match k {
+        0 => Some(0),
+        _ => (k - 1).checked_mul(ldb)?.checked_add(n),
+    }
+}
 
 /// Names of the kernel sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -316,13 +326,32 @@ impl Kernels {
         b: &[f32],
         c: &mut [f32],
     ) -> Result<(), QuantError> {
+        self.gemm_f32_ldb(m, k, n, a, b, n, c)
+    }
+
+    /// [`Kernels::gemm_f32`] with `b` the first `n` columns of a matrix whose rows are
+    /// `ldb ≥ n` apart: `b[p][j]` is `b[p * ldb + j]`, and `b` ends with row `k - 1`'s
+    /// `n` values (`(k - 1) · ldb + n` elements; none when `k == 0`). Attention
+    /// multiplies a block of queries by the keys it can see, a leading part of every
+    /// row of the transposed keys. Each output is computed as by [`Kernels::gemm_f32`]
+    /// on the same values, whatever `n` and `ldb`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_f32_ldb(
+        &self,
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[f32],
+        b: &[f32],
+        ldb: usize,
+        c: &mut [f32],
+    ) -> Result<(), QuantError> {
         fn check(
             what: &'static str,
-            rows: usize,
-            cols: usize,
+            expected: Option<usize>,
             got: usize,
         ) -> Result<(), QuantError> {
-            match rows.checked_mul(cols) {
+            match expected {
                 Some(e) if e == got => Ok(()),
                 e => Err(QuantError::LengthMismatch {
                     what,
@@ -331,11 +360,22 @@ impl Kernels {
                 }),
             }
         }
-        check("matrix a (m × k)", m, k, a.len())?;
-        check("matrix b (k × n)", k, n, b.len())?;
-        check("matrix c (m × n)", m, n, c.len())?;
-        // SAFETY: lengths checked above; this table exists only on CPUs that run it.
-        unsafe { (self.gemm_f32)(m, k, n, a, b, c) };
+        if ldb < n {
+            return Err(QuantError::LengthMismatch {
+                what: "row stride of b (at least n)",
+                expected: n,
+                got: ldb,
+            });
+        }
+        check("matrix a (m × k)", m.checked_mul(k), a.len())?;
+        check(
+            "matrix b (k × n, rows ldb apart)",
+            b_span(k, n, ldb),
+            b.len(),
+        )?;
+        check("matrix c (m × n)", m.checked_mul(n), c.len())?;
+        // SAFETY: shapes checked above; this table exists only on CPUs that run it.
+        unsafe { (self.gemm_f32)(m, k, n, a, b, ldb, c) };
         Ok(())
     }
 

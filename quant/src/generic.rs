@@ -164,15 +164,29 @@ pub fn quantize_row_q8_generic(x: &[f32], y: &mut [BlockQ8]) {
 }
 
 /// Reference f32 matrix product `c = a · b` (all row-major: `a` is `m × k`, `b` is
-/// `k × n`, `c` is `m × n`, overwritten). Each output is summed over `p = 0..k` in
-/// order, one rounding per multiply and per add. Written as row updates (`c[i] +=
-/// a[i][p] · b[p]`), which the compiler vectorizes where the baseline target has SIMD
-/// (NEON on aarch64 uses this kernel as is).
-pub fn gemm_f32_generic(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    assert!(a.len() == m * k && b.len() == k * n && c.len() == m * n);
+/// `k × n` with rows `ldb` apart, `c` is `m × n`, overwritten). Each output is summed
+/// over `p = 0..k` in order, one rounding per multiply and per add. Written as row
+/// updates (`c[i] += a[i][p] · b[p]`), which the compiler vectorizes where the baseline
+/// target has SIMD (NEON on aarch64 uses this kernel as is).
+pub fn gemm_f32_generic(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+) {
+    assert!(
+        a.len() == m * k
+            && ldb >= n
+            && Some(b.len()) == crate::dispatch::b_span(k, n, ldb)
+            && c.len() == m * n
+    );
     for (ci, ai) in c.chunks_exact_mut(n.max(1)).zip(a.chunks_exact(k.max(1))) {
         ci.fill(0.0);
-        for (&av, bp) in ai.iter().zip(b.chunks_exact(n)) {
+        for (p, &av) in ai.iter().enumerate() {
+            let bp = &b[p * ldb..p * ldb + n];
             for (o, &bv) in ci.iter_mut().zip(bp) {
                 *o += av * bv;
             }

@@ -84,6 +84,30 @@ proptest! {
         }
     }
 
+    /// `b` as the first `n` columns of a wider matrix (rows `ldb` apart, the last one cut
+    /// after its `n` values): every set gives exactly what it gives on the same
+    /// columns copied out contiguously, and the columns past `n` are never read (they
+    /// are NaN here).
+    #[test]
+    fn gemm_f32_ldb_reads_only_the_first_n_columns(
+        (m, k, n, a, b) in problem(false),
+        extra in 0usize..40,
+    ) {
+        let ldb = n + extra;
+        let mut wide = vec![f32::NAN; k * ldb];
+        for p in 0..k {
+            wide[p * ldb..p * ldb + n].copy_from_slice(&b[p * n..(p + 1) * n]);
+        }
+        let span = if k == 0 { 0 } else { (k - 1) * ldb + n };
+        for set in std::iter::once(scalar()).chain(sets()) {
+            let mut c = vec![f32::NAN; m * n];
+            set.gemm_f32_ldb(m, k, n, &a, &wide[..span], ldb, &mut c).unwrap();
+            let want = product(set, m, k, n, &a, &b);
+            prop_assert!(c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{:?} {}×{}×{} ldb {}", set.name(), m, k, n, ldb);
+        }
+    }
+
     /// Wrong lengths are errors, never panics or out-of-bounds accesses.
     #[test]
     fn gemm_f32_bad_lengths(m in 0usize..6, k in 0usize..6, n in 0usize..6,
@@ -97,6 +121,16 @@ proptest! {
                 prop_assert!(c.iter().all(|&v| v == k as f32));
             } else {
                 prop_assert!(matches!(r, Err(QuantError::LengthMismatch { .. })), "{:?}", r);
+            }
+            // A stride below `n`, or `b` one element off its strided span.
+            if n > 0 && k > 0 && da + db + dc == 0 {
+                let r = set.gemm_f32_ldb(m, k, n, &a, &b, n - 1, &mut c);
+                prop_assert!(matches!(r, Err(QuantError::LengthMismatch { .. })), "{:?}", r);
+                let wide = vec![1.0f32; (k - 1) * (n + 3) + n + 1];
+                let r = set.gemm_f32_ldb(m, k, n, &a, &wide, n + 3, &mut c);
+                prop_assert!(matches!(r, Err(QuantError::LengthMismatch { .. })), "{:?}", r);
+                let r = set.gemm_f32_ldb(m, k, n, &a, &wide[..wide.len() - 1], n + 3, &mut c);
+                prop_assert!(r.is_ok(), "{:?}", r);
             }
         }
     }

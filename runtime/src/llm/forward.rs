@@ -394,10 +394,11 @@ const ATT_TOKENS: usize = 8;
 /// transposed (`kt = [hd][len]`), values as they are (`vf = [len][hd]`). The queries of
 /// the group are gathered, rounded to f16 (llama.cpp multiplies f16 keys by f16 queries;
 /// doing the same keeps us closer to its logits), as rows `(t, g)` of `qh = [n·group][hd]`.
-/// Then, per block of [`ATT_TOKENS`] tokens (the unit of parallel work):
-/// `scores = qh · kt / √hd` (`[rows][len]`), a causal softmax per row (token `t` sees
-/// positions `0..=pos + t`; later ones get probability 0), `out = scores · vf` (`[rows][hd]`),
-/// both products through hearth-quant's f32 kernel. Output: `s.xb[..n][..q_dim]`.
+/// Then, per block of [`ATT_TOKENS`] tokens (the unit of parallel work), over the
+/// `lu = pos + t0 + tb` positions its last token sees: `scores = qh · kt[.., ..lu] / √hd`
+/// (`[rows][lu]`), a causal softmax per row (token `t` sees positions `0..=pos + t`;
+/// later ones get probability 0), `out = scores · vf[..lu]` (`[rows][hd]`), both products
+/// through hearth-quant's f32 kernel. Output: `s.xb[..n][..q_dim]`.
 fn attention(
     hp: &Hparams,
     ex: Exec<'_>,
@@ -438,7 +439,7 @@ fn attention(
 
     // Units of work: kv head `h`, tokens `t0..t0 + tb` (tb ≤ ATT_TOKENS), i.e. rows
     // `t0·group..(t0 + tb)·group` of the head's `qh`, `scores` and `att`:
-    // `scores = q·kt` (`[tb·group][len]`), softmax, `att = scores·vf` (`[tb·group][hd]`).
+    // `scores = q·kt` (`[tb·group][lu]`), softmax, `att = scores·vf` (`[tb·group][hd]`).
     // The same units run with or without a team, so results do not depend on it.
     let units = n.div_ceil(ATT_TOKENS);
     let (sc, att) = (
@@ -473,18 +474,20 @@ fn attention(
                 b.convert_to_f32_slice(d);
             }
         }
-        let q = &*qh;
-        let (kt, vf) = (
-            &kt[h * len * hd..][..len * hd],
-            &vf[h * len * hd..][..len * hd],
-        );
-        kern.gemm_f32(r, hd, len, q, kt, sc)?;
-        for (i, row) in sc.chunks_exact_mut(len).enumerate() {
+        // Causal: the unit's last token sees positions `0..lu`, so only those columns
+        // of the keys (a leading part of each row of `kt[h]`) and rows of the values
+        // take part; the scores are `[r][lu]`.
+        let (q, lu) = (&*qh, pos + t0 + tb);
+        let kt = &kt[h * len * hd..][..(hd - 1) * len + lu];
+        let vf = &vf[h * len * hd..][..lu * hd];
+        let sc = &mut sc[..r * lu];
+        kern.gemm_f32_ldb(r, hd, lu, q, kt, len, sc)?;
+        for (i, row) in sc.chunks_exact_mut(lu).enumerate() {
             let seen = pos + t0 + i / group + 1;
             ops::softmax_scaled(&mut row[..seen], scale);
             row[seen..].fill(0.0);
         }
-        kern.gemm_f32(r, len, hd, sc, vf, out)?;
+        kern.gemm_f32(r, lu, hd, sc, vf, out)?;
         Ok(())
     })?;
     // [n_kv][n][group][hd] → [n][n_heads·hd]  (head = h·group + g)

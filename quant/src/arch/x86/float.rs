@@ -12,9 +12,14 @@ use core::arch::x86_64::*;
 
 /// Check the shapes of a call ([`crate::dispatch::GemmF32Fn`]'s contract). The safe
 /// API never gets here with bad shapes; a panic beats reading out of bounds.
-fn check(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &[f32]) {
+fn check(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], ldb: usize, c: &[f32]) {
     assert_eq!(Some(a.len()), m.checked_mul(k), "gemm_f32: a");
-    assert_eq!(Some(b.len()), k.checked_mul(n), "gemm_f32: b");
+    assert!(ldb >= n, "gemm_f32: ldb");
+    assert_eq!(
+        Some(b.len()),
+        crate::dispatch::b_span(k, n, ldb),
+        "gemm_f32: b"
+    );
     assert_eq!(Some(c.len()), m.checked_mul(n), "gemm_f32: c");
 }
 
@@ -29,22 +34,23 @@ pub(super) unsafe fn gemm_f32_avx512(
     n: usize,
     a: &[f32],
     b: &[f32],
+    ldb: usize,
     c: &mut [f32],
 ) {
-    check(m, k, n, a, b, c);
+    check(m, k, n, a, b, ldb, c);
     let mut i0 = 0;
     while i0 < m {
         let r = (m - i0).min(8);
         let (ai, ci) = (&a[i0 * k..(i0 + r) * k], &mut c[i0 * n..(i0 + r) * n]);
         match r {
-            8 => rows512::<8>(k, n, ai, b, ci),
-            7 => rows512::<7>(k, n, ai, b, ci),
-            6 => rows512::<6>(k, n, ai, b, ci),
-            5 => rows512::<5>(k, n, ai, b, ci),
-            4 => rows512::<4>(k, n, ai, b, ci),
-            3 => rows512::<3>(k, n, ai, b, ci),
-            2 => rows512::<2>(k, n, ai, b, ci),
-            _ => rows512::<1>(k, n, ai, b, ci),
+            8 => rows512::<8>(k, n, ai, b, ldb, ci),
+            7 => rows512::<7>(k, n, ai, b, ldb, ci),
+            6 => rows512::<6>(k, n, ai, b, ldb, ci),
+            5 => rows512::<5>(k, n, ai, b, ldb, ci),
+            4 => rows512::<4>(k, n, ai, b, ldb, ci),
+            3 => rows512::<3>(k, n, ai, b, ldb, ci),
+            2 => rows512::<2>(k, n, ai, b, ldb, ci),
+            _ => rows512::<1>(k, n, ai, b, ldb, ci),
         }
         i0 += r;
     }
@@ -63,17 +69,22 @@ fn mask16(w: usize) -> __mmask16 {
 /// `R` rows of `c` (`a` holds exactly those `R` rows).
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn rows512<const R: usize>(k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    assert!(a.len() == R * k && c.len() == R * n && b.len() == k * n);
+fn rows512<const R: usize>(k: usize, n: usize, a: &[f32], b: &[f32], ldb: usize, c: &mut [f32]) {
+    assert!(
+        a.len() == R * k
+            && c.len() == R * n
+            && Some(b.len()) == crate::dispatch::b_span(k, n, ldb)
+            && ldb >= n
+    );
     let mut j0 = 0;
     while j0 < n {
         let w = n - j0;
         let (m0, m1) = (mask16(w), mask16(w.saturating_sub(16)));
         // Full panels with plain loads (the masks would cost registers in the loop).
         let acc = if w >= 32 {
-            panel512::<R, false>(k, n, a, b, j0, m0, m1)
+            panel512::<R, false>(k, ldb, a, b, j0, m0, m1)
         } else {
-            panel512::<R, true>(k, n, a, b, j0, m0, m1)
+            panel512::<R, true>(k, ldb, a, b, j0, m0, m1)
         };
         for (r, acc) in acc.iter().enumerate() {
             // SAFETY: lanes `j0..j0 + min(w, 32)` of row `r` are inside `c`
@@ -90,13 +101,14 @@ fn rows512<const R: usize>(k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f3
 }
 
 /// Columns `j0..j0 + 32` of `R` rows (lanes past `n` only when `MASKED`, with masks
-/// `m0`, `m1`). Caller: `a.len() == R * k`, `b.len() == k * n`, `j0 < n`, and
-/// `j0 + 32 <= n` unless `MASKED`.
+/// `m0`, `m1`). Caller: `a.len() == R * k`, `b` holds `k` rows `ldb` apart, each with
+/// at least `n` values (the last row may end there), `j0 < n`, and `j0 + 32 <= n`
+/// unless `MASKED`.
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn panel512<const R: usize, const MASKED: bool>(
     k: usize,
-    n: usize,
+    ldb: usize,
     a: &[f32],
     b: &[f32],
     j0: usize,
@@ -105,11 +117,11 @@ fn panel512<const R: usize, const MASKED: bool>(
 ) -> [[__m512; 2]; R] {
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     for p in 0..k {
-        // SAFETY: row `p` of `b` has lanes `j0..j0 + 32` in bounds when not `MASKED`;
-        // otherwise only the unmasked lanes (inside the row) are accessed, and the
-        // pointer arithmetic wraps. `a[r * k + p]` is in bounds for `r < R`, `p < k`.
+        // SAFETY: row `p` of `b` (at `p * ldb`) has lanes `j0..j0 + 32` in bounds when
+        // not `MASKED`; otherwise only the unmasked lanes (inside the row) are
+        // accessed, and the pointer arithmetic wraps. `a[r * k + p]` is in bounds for `r < R`, `p < k`.
         unsafe {
-            let bp = b.as_ptr().wrapping_add(p * n + j0);
+            let bp = b.as_ptr().wrapping_add(p * ldb + j0);
             let (b0, b1) = if MASKED {
                 (
                     _mm512_maskz_loadu_ps(m0, bp),
@@ -139,20 +151,21 @@ pub(super) unsafe fn gemm_f32_avx2(
     n: usize,
     a: &[f32],
     b: &[f32],
+    ldb: usize,
     c: &mut [f32],
 ) {
-    check(m, k, n, a, b, c);
+    check(m, k, n, a, b, ldb, c);
     let mut i0 = 0;
     while i0 < m {
         let r = (m - i0).min(6);
         let (ai, ci) = (&a[i0 * k..(i0 + r) * k], &mut c[i0 * n..(i0 + r) * n]);
         match r {
-            6 => rows256::<6>(k, n, ai, b, ci),
-            5 => rows256::<5>(k, n, ai, b, ci),
-            4 => rows256::<4>(k, n, ai, b, ci),
-            3 => rows256::<3>(k, n, ai, b, ci),
-            2 => rows256::<2>(k, n, ai, b, ci),
-            _ => rows256::<1>(k, n, ai, b, ci),
+            6 => rows256::<6>(k, n, ai, b, ldb, ci),
+            5 => rows256::<5>(k, n, ai, b, ldb, ci),
+            4 => rows256::<4>(k, n, ai, b, ldb, ci),
+            3 => rows256::<3>(k, n, ai, b, ldb, ci),
+            2 => rows256::<2>(k, n, ai, b, ldb, ci),
+            _ => rows256::<1>(k, n, ai, b, ldb, ci),
         }
         i0 += r;
     }
@@ -172,17 +185,22 @@ fn mask8(w: usize) -> __m256i {
 /// `R` rows of `c` (`a` holds exactly those `R` rows).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn rows256<const R: usize>(k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    assert!(a.len() == R * k && c.len() == R * n && b.len() == k * n);
+fn rows256<const R: usize>(k: usize, n: usize, a: &[f32], b: &[f32], ldb: usize, c: &mut [f32]) {
+    assert!(
+        a.len() == R * k
+            && c.len() == R * n
+            && Some(b.len()) == crate::dispatch::b_span(k, n, ldb)
+            && ldb >= n
+    );
     let mut j0 = 0;
     while j0 < n {
         let w = n - j0;
         let (m0, m1) = (mask8(w), mask8(w.saturating_sub(8)));
         // Full panels with plain loads (the masks would not fit in the 16 registers).
         let acc = if w >= 16 {
-            panel256::<R, false>(k, n, a, b, j0, m0, m1)
+            panel256::<R, false>(k, ldb, a, b, j0, m0, m1)
         } else {
-            panel256::<R, true>(k, n, a, b, j0, m0, m1)
+            panel256::<R, true>(k, ldb, a, b, j0, m0, m1)
         };
         for (r, acc) in acc.iter().enumerate() {
             // SAFETY: lanes `j0..j0 + min(w, 16)` of row `r` are inside `c`; masked-off
@@ -203,7 +221,7 @@ fn rows256<const R: usize>(k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f3
 #[inline]
 fn panel256<const R: usize, const MASKED: bool>(
     k: usize,
-    n: usize,
+    ldb: usize,
     a: &[f32],
     b: &[f32],
     j0: usize,
@@ -214,7 +232,7 @@ fn panel256<const R: usize, const MASKED: bool>(
     for p in 0..k {
         // SAFETY: as in [`panel512`].
         unsafe {
-            let bp = b.as_ptr().wrapping_add(p * n + j0);
+            let bp = b.as_ptr().wrapping_add(p * ldb + j0);
             let (b0, b1) = if MASKED {
                 (
                     _mm256_maskload_ps(bp, m0),
