@@ -64,6 +64,11 @@ pub struct EngineOptions {
     /// KV cache storage type for new sessions.
     pub kv_type: KvType,
     /// Most prompt tokens per forward pass (each weight is read once per batch).
+    /// Default 64: against 32, a 512-token prefill ran 6–12% faster at 1 and 2 threads
+    /// and a 50-token prompt fits one pass (7% faster); 128 was no faster and 256–512
+    /// slower (the activations of a batch no longer stay in L2) — BENCHMARKS.md
+    /// "Prefill batch 64". The attention scores scratch grows with it
+    /// (`n_heads × batch × ctx` f32).
     pub batch: usize,
 }
 
@@ -72,7 +77,7 @@ impl Default for EngineOptions {
         Self {
             threads: default_threads(),
             kv_type: KvType::F16,
-            batch: 32,
+            batch: 64,
         }
     }
 }
