@@ -11,7 +11,7 @@
 use crate::llm::kv::KvCache;
 use crate::llm::ops::{self, RopeTable};
 use crate::llm::team::{Disjoint, Team};
-use crate::llm::weights::{Hparams, Matrix, Weights};
+use crate::llm::weights::{Hparams, LayerWeights, Matrix, Weights};
 use crate::{Error, Result};
 use half::slice::HalfFloatSliceExt;
 use hearth_quant::{BlockQ8, Kernels, PackedMatrix, QK, ROWS};
@@ -43,9 +43,7 @@ pub(crate) struct Scratch {
     xb: Vec<f32>,
     /// `[B][max(dim, q_dim, ffn) / 32]` the quantized matmul input.
     xq: Vec<BlockQ8>,
-    /// `[B][q_dim]` queries, token-major.
-    q: Vec<f32>,
-    /// `[B][kv_dim]` keys and values of the new tokens, token-major.
+    /// `[n_kv][B][head_dim]` keys and values of the new tokens, by kv head, token-major.
     k: Vec<f32>,
     v: Vec<f32>,
     /// `[q_dim][B]`, `[kv_dim][B]`, `[kv_dim][B]` raw matmul outputs.
@@ -112,11 +110,11 @@ impl ScratchLens {
 
     /// Bytes of a scratch allocated with these lengths.
     pub fn bytes(&self) -> usize {
-        // x, xb, q, qt, qh, att; k, v, kt, vt; gate, up, hb; proj; kf, vf; scores;
+        // x, xb, qt, qh, att; k, v, kt, vt; gate, up, hb; proj; kf, vf; scores;
         // logits_t, logits (as in `Scratch::new`).
         let f32s = self.x
             + self.xb
-            + 4 * self.q
+            + 3 * self.q
             + 4 * self.kv
             + 3 * self.ffn
             + self.proj
@@ -142,7 +140,6 @@ impl Scratch {
                 };
                 l.xq
             ],
-            q: z(l.q),
             k: z(l.kv),
             v: z(l.kv),
             qt: z(l.q),
@@ -167,7 +164,6 @@ impl Scratch {
         let f = [
             &self.x,
             &self.xb,
-            &self.q,
             &self.k,
             &self.v,
             &self.qt,
@@ -238,7 +234,7 @@ pub(crate) fn forward(
 ) -> Result<()> {
     let hp = &w.hp;
     let n = tokens.len();
-    let (dim, qd, kvd, ffn, hd) = (hp.dim, hp.q_dim(), hp.kv_dim(), hp.ffn_dim, hp.head_dim);
+    let (dim, qd, kvd, ffn) = (hp.dim, hp.q_dim(), hp.kv_dim(), hp.ffn_dim);
     debug_assert!(n > 0 && n <= s.batch && pos + n <= kv.capacity());
 
     // Embedding: x[t] = token_embd[token t]  (one row dequantized per token)
@@ -276,28 +272,10 @@ pub(crate) fn forward(
             &mut s.vt[..kvd * n],
         );
         matmuls(ex, [(&l.wq, qt), (&l.wk, kt), (&l.wv, vt)], xq, xb, n)?;
-        // q/k/v token-major [n][..], plus the Qwen2 biases
-        transpose(&s.qt[..qd * n], n, &mut s.q[..n * qd]);
-        transpose(&s.kt[..kvd * n], n, &mut s.k[..n * kvd]);
-        transpose(&s.vt[..kvd * n], n, &mut s.v[..n * kvd]);
-        add_bias(&mut s.q[..n * qd], l.bq);
-        add_bias(&mut s.k[..n * kvd], l.bk);
-        add_bias(&mut s.v[..n * kvd], l.bv);
-        // RoPE on q and k, then append k and v to the cache at pos + t
-        for t in 0..n {
-            rope.apply(&mut s.q[t * qd..(t + 1) * qd], hd, pos + t, hp.rope_style);
-            rope.apply(&mut s.k[t * kvd..(t + 1) * kvd], hd, pos + t, hp.rope_style);
-            kv.write(
-                li,
-                pos + t,
-                &s.k[t * kvd..(t + 1) * kvd],
-                &s.v[t * kvd..(t + 1) * kvd],
-            )?;
-        }
-        // xb = attention(q, cache)  [n][q_dim]
-        attention(hp, ex, kv, li, pos, n, s)?;
-        let att = &s.xb[..n * qd];
-        let xq = quantize(ex, att, &mut s.xq[..n * qd / QK])?;
+        // k, v (+ biases, RoPE on k) appended to the cache at pos + t;
+        // xb = attention(q (+ bias, RoPE), cache)  [n][q_dim];  xq = Q8(xb)
+        attention(hp, l, ex, kv, rope, li, pos, n, s)?;
+        let (att, xq) = (&s.xb[..n * qd], &s.xq[..n * qd / QK]);
         // proj = Wo·att  [dim][n]
         matmuls(ex, [(&l.wo, &mut s.proj[..dim * n])], xq, att, n)?;
 
@@ -387,28 +365,39 @@ pub(crate) fn forward(
 /// efficient.
 const ATT_TOKENS: usize = 8;
 
-/// Causal grouped-query attention of the `n` new tokens over the cache.
+/// Causal grouped-query attention of the `n` new tokens over the cache, from the raw
+/// q/k/v projections (`s.qt` = `[q_dim][n]`, `s.kt`, `s.vt` = `[kv_dim][n]`).
 ///
-/// Per kv head `h`, which serves the `group = n_heads / n_kv` query heads
-/// `h·group..(h+1)·group`: its history is converted to f32 once per call, keys
-/// transposed (`kt = [hd][len]`), values as they are (`vf = [len][hd]`). The queries of
-/// the group are gathered, rounded to f16 (llama.cpp multiplies f16 keys by f16 queries;
-/// doing the same keeps us closer to its logits), as rows `(t, g)` of `qh = [n·group][hd]`.
-/// Then, per block of [`ATT_TOKENS`] tokens (the unit of parallel work), over the
-/// `lu = pos + t0 + tb` positions its last token sees: `scores = qh · kt[.., ..lu] / √hd`
-/// (`[rows][lu]`), a causal softmax per row (token `t` sees positions `0..=pos + t`;
-/// later ones get probability 0), `out = scores · vf[..lu]` (`[rows][hd]`), both products
-/// through hearth-quant's f32 kernel. Output: `s.xb[..n][..q_dim]`.
+/// Two jobs, with no serial work between or after them:
+/// 1. Per kv head `h` (which serves the `group = n_heads / n_kv` query heads
+///    `h·group..(h+1)·group`): its keys and values of the new tokens, token-major (`+`
+///    bias, RoPE on the keys), appended to the cache at `pos..pos + n`; then its whole
+///    history converted to f32 once: keys transposed (`kf[h]` = `[hd][len]`), values as
+///    they are (`vf[h]` = `[len][hd]`).
+/// 2. Per kv head and block of [`ATT_TOKENS`] tokens `t0..t0 + tb` (the unit of parallel
+///    work): the group's queries of those tokens (`+` bias, RoPE, rounded to f16 — llama.cpp
+///    multiplies f16 keys by f16 queries; doing the same keeps us closer to its logits) as
+///    rows `(t, g)` of `qh` (`[tb·group][hd]`); over the `lu = pos + t0 + tb` positions its
+///    last token sees: `scores = qh · kf[h][.., ..lu] / √hd` (`[tb·group][lu]`), a causal
+///    softmax per row (token `t` sees positions `0..=pos + t`; later ones get probability
+///    0), `out = scores · vf[h][..lu]` (`[tb·group][hd]`), both products through
+///    hearth-quant's f32 kernel; `out`'s rows of token `t` are the heads `h·group..` of
+///    `xb[t]`, quantized there too when they are whole Q8 blocks.
+///
+/// Output: `s.xb[..n][..q_dim]` and its Q8 `s.xq[..n][..q_dim / 32]`.
+#[allow(clippy::too_many_arguments)]
 fn attention(
     hp: &Hparams,
+    l: &LayerWeights<'_>,
     ex: Exec<'_>,
-    kv: &KvCache,
+    kv: &mut KvCache,
+    rope: &RopeTable,
     li: usize,
     pos: usize,
     n: usize,
     s: &mut Scratch,
 ) -> Result<()> {
-    let (hd, qd, nkv) = (hp.head_dim, hp.q_dim(), hp.n_kv_heads);
+    let (hd, qd, kvd, nkv) = (hp.head_dim, hp.q_dim(), hp.kv_dim(), hp.n_kv_heads);
     let group = hp.n_heads / nkv;
     let len = pos + n;
     let rows = n * group;
@@ -419,34 +408,56 @@ fn attention(
     let serial = Exec { team: None, ..ex };
     let ex = if on_team { ex } else { serial };
 
-    // kt[h] = [hd][len], vf[h] = [len][hd]: one task per kv head.
-    let (kt, vf) = (
+    // 1. Per kv head: k[h], v[h] = [n][hd] (the new tokens), then kf[h], vf[h].
+    let (kn, vn) = (
+        Disjoint::new(&mut s.k[..n * kvd]),
+        Disjoint::new(&mut s.v[..n * kvd]),
+    );
+    let (kf, vf) = (
         Disjoint::new(&mut s.kf[..nkv * len * hd]),
         Disjoint::new(&mut s.vf[..nkv * len * hd]),
     );
-    ex.run(nkv, &|h| {
+    let (kt, vt) = (&s.kt[..kvd * n], &s.vt[..kvd * n]);
+    kv.for_each_head(li, ex.team, &|h, mut head| {
         // SAFETY: task `h` alone writes head `h`'s part of each buffer.
-        let (kt, vf) = unsafe {
+        let (kn, vn, kf, vf) = unsafe {
             (
-                kt.part(h * len * hd, len * hd),
+                kn.part(h * n * hd, n * hd),
+                vn.part(h * n * hd, n * hd),
+                kf.part(h * len * hd, len * hd),
                 vf.part(h * len * hd, len * hd),
             )
         };
-        kv.read_head_t(li, h, len, kt, vf);
+        // Head h's rows of kt/vt are [hd][n]: transposed to [n][hd].
+        transpose(&kt[h * hd * n..(h + 1) * hd * n], n, kn);
+        transpose(&vt[h * hd * n..(h + 1) * hd * n], n, vn);
+        add_bias(kn, l.bk.map(|b| &b[h * hd..(h + 1) * hd]));
+        add_bias(vn, l.bv.map(|b| &b[h * hd..(h + 1) * hd]));
+        for (t, k) in kn.chunks_exact_mut(hd).enumerate() {
+            rope.apply(k, hd, pos + t, hp.rope_style);
+        }
+        head.write(pos, kn, vn)?;
+        head.read_t(len, kf, vf);
         Ok(())
     })?;
-    let (kt, vf) = (&s.kf[..nkv * len * hd], &s.vf[..nkv * len * hd]);
+    let (kf, vf) = (&s.kf[..nkv * len * hd], &s.vf[..nkv * len * hd]);
 
-    // Units of work: kv head `h`, tokens `t0..t0 + tb` (tb ≤ ATT_TOKENS), i.e. rows
-    // `t0·group..(t0 + tb)·group` of the head's `qh`, `scores` and `att`:
-    // `scores = q·kt` (`[tb·group][lu]`), softmax, `att = scores·vf` (`[tb·group][hd]`).
-    // The same units run with or without a team, so results do not depend on it.
+    // 2. Units of work: kv head `h`, tokens `t0..t0 + tb` (tb ≤ ATT_TOKENS), i.e. rows
+    // `t0·group..(t0 + tb)·group` of the head's `qh`, `scores` and `att`. The same units
+    // run with or without a team, so results do not depend on it.
     let units = n.div_ceil(ATT_TOKENS);
     let (sc, att) = (
         Disjoint::new(&mut s.scores[..nkv * rows * len]),
         Disjoint::new(&mut s.att[..nkv * rows * hd]),
     );
-    let (qh, q) = (Disjoint::new(&mut s.qh[..nkv * rows * hd]), &s.q[..n * qd]);
+    let qh = Disjoint::new(&mut s.qh[..nkv * rows * hd]);
+    // A unit quantizes its part of a token's row when that part is whole Q8 blocks.
+    let blocks = (group * hd).is_multiple_of(QK);
+    let (xb, xq) = (
+        Disjoint::new(&mut s.xb[..n * qd]),
+        Disjoint::new(&mut s.xq[..n * qd / QK]),
+    );
+    let qt = &s.qt[..qd * n];
     ex.run(nkv * units, &|u| {
         let (h, t0) = (u / units, (u % units) * ATT_TOKENS);
         let tb = ATT_TOKENS.min(n - t0);
@@ -460,42 +471,63 @@ fn attention(
                 att.part(r0 * hd, r * hd),
             )
         };
-        // qh[(t, g)][..] = f16(q[t0 + t][(h·group + g)·hd..]): the queries rounded to
-        // f16 like the keys, for this unit's tokens.
-        for (i, dst) in qh.chunks_exact_mut(hd).enumerate() {
-            let (t, g) = (t0 + i / group, i % group);
-            let src = &q[t * qd + (h * group + g) * hd..][..hd];
-            // Through a stack buffer: the slice conversions are vectorized (F16C), a
-            // per-value `from_f32().to_f32()` is two calls.
+        // qh[(i, g)][d] = qt[(h·group + g)·hd + d][t0 + i] (+ bias): a column of qt.
+        for g in 0..group {
+            let c = (h * group + g) * hd;
+            for d in 0..hd {
+                let src = &qt[(c + d) * n + t0..][..tb];
+                let b = l.bq.map(|b| b[c + d]);
+                for (i, &v) in src.iter().enumerate() {
+                    qh[(i * group + g) * hd + d] = match b {
+                        Some(b) => v + b,
+                        None => v,
+                    };
+                }
+            }
+        }
+        for (i, q) in qh.chunks_exact_mut(hd).enumerate() {
+            rope.apply(q, hd, pos + t0 + i / group, hp.rope_style);
+            // Rounded to f16 like the keys, through a stack buffer: the slice
+            // conversions are vectorized (F16C), a per-value round trip is two calls.
             let mut buf = [half::f16::ZERO; 64];
-            for (d, v) in dst.chunks_mut(64).zip(src.chunks(64)) {
-                let b = &mut buf[..v.len()];
-                b.convert_from_f32_slice(v);
+            for d in q.chunks_mut(64) {
+                let b = &mut buf[..d.len()];
+                b.convert_from_f32_slice(d);
                 b.convert_to_f32_slice(d);
             }
         }
         // Causal: the unit's last token sees positions `0..lu`, so only those columns
-        // of the keys (a leading part of each row of `kt[h]`) and rows of the values
+        // of the keys (a leading part of each row of `kf[h]`) and rows of the values
         // take part; the scores are `[r][lu]`.
         let (q, lu) = (&*qh, pos + t0 + tb);
-        let kt = &kt[h * len * hd..][..(hd - 1) * len + lu];
+        let kf = &kf[h * len * hd..][..(hd - 1) * len + lu];
         let vf = &vf[h * len * hd..][..lu * hd];
         let sc = &mut sc[..r * lu];
-        kern.gemm_f32_ldb(r, hd, lu, q, kt, len, sc)?;
+        kern.gemm_f32_ldb(r, hd, lu, q, kf, len, sc)?;
         for (i, row) in sc.chunks_exact_mut(lu).enumerate() {
             let seen = pos + t0 + i / group + 1;
             ops::softmax_scaled(&mut row[..seen], scale);
             row[seen..].fill(0.0);
         }
         kern.gemm_f32(r, lu, hd, sc, vf, out)?;
+        // Token t0 + i's rows (i, 0..group) are heads h·group.. of its output row.
+        let w = group * hd;
+        for (i, o) in out.chunks_exact(w).enumerate() {
+            let t = t0 + i;
+            // SAFETY: unit `u` alone has token `t`'s values (and blocks) of heads
+            // `h·group..(h + 1)·group`.
+            let x = unsafe { xb.part(t * qd + h * w, w) };
+            x.copy_from_slice(o);
+            if blocks {
+                // SAFETY: as above (`w` and `t·qd + h·w` are multiples of QK).
+                let q = unsafe { xq.part((t * qd + h * w) / QK, w / QK) };
+                kern.quantize_row_q8(x, q)?;
+            }
+        }
         Ok(())
     })?;
-    // [n_kv][n][group][hd] → [n][n_heads·hd]  (head = h·group + g)
-    for h in 0..nkv {
-        for t in 0..n {
-            let src = &s.att[(h * n + t) * group * hd..][..group * hd];
-            s.xb[t * qd + h * group * hd..][..group * hd].copy_from_slice(src);
-        }
+    if !blocks {
+        kern.quantize_row_q8(&s.xb[..n * qd], &mut s.xq[..n * qd / QK])?;
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! head's history is contiguous and converts to f32 in one slice operation.
 //! Memory is allocated once, up front ([`KvCache::bytes`] says how much); writing
 //! past the budget is an error, never a silent overflow.
+use crate::llm::team::{Disjoint, Team};
 use crate::{Error, Result};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
@@ -39,6 +40,19 @@ enum Store {
     Q8(Vec<BlockQ8>),
 }
 
+/// A run of stored values, borrowed (`at` offsets below count values, not blocks).
+#[derive(Clone, Copy)]
+enum Values<'a> {
+    F16(&'a [f16]),
+    Q8(&'a [BlockQ8]),
+}
+
+/// A run of stored values, borrowed to write.
+enum ValuesMut<'a> {
+    F16(&'a mut [f16]),
+    Q8(&'a mut [BlockQ8]),
+}
+
 impl Store {
     fn new(ty: KvType, values: usize) -> Self {
         match ty {
@@ -53,19 +67,43 @@ impl Store {
         }
     }
 
-    /// Store `x` at value offset `at` (a multiple of 32 for Q8).
-    fn write(&mut self, at: usize, x: &[f32]) {
+    fn values(&self) -> Values<'_> {
         match self {
-            Store::F16(v) => v[at..at + x.len()].convert_from_f32_slice(x),
-            Store::Q8(b) => quantize_row_q8(x, &mut b[at / QK..(at + x.len()) / QK]),
+            Store::F16(v) => Values::F16(v),
+            Store::Q8(b) => Values::Q8(b),
+        }
+    }
+
+    /// Values `at..at + len` (`at` and `len` multiples of 32 for Q8).
+    fn values_mut(&mut self, at: usize, len: usize) -> ValuesMut<'_> {
+        match self {
+            Store::F16(v) => ValuesMut::F16(&mut v[at..at + len]),
+            Store::Q8(b) => ValuesMut::Q8(&mut b[at / QK..(at + len) / QK]),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Store::F16(v) => v.len() * 2,
+            Store::Q8(b) => b.len() * std::mem::size_of::<BlockQ8>(),
+        }
+    }
+}
+
+impl<'a> Values<'a> {
+    /// The values from value offset `at` on (a multiple of 32 for Q8).
+    fn from(self, at: usize) -> Values<'a> {
+        match self {
+            Values::F16(v) => Values::F16(&v[at..]),
+            Values::Q8(b) => Values::Q8(&b[at / QK..]),
         }
     }
 
     /// Load `out.len()` values from value offset `at` as f32.
-    fn read(&self, at: usize, out: &mut [f32]) {
+    fn read(self, at: usize, out: &mut [f32]) {
         match self {
-            Store::F16(v) => v[at..at + out.len()].convert_to_f32_slice(out),
-            Store::Q8(b) => {
+            Values::F16(v) => v[at..at + out.len()].convert_to_f32_slice(out),
+            Values::Q8(b) => {
                 for (blk, o) in b[at / QK..(at + out.len()) / QK]
                     .iter()
                     .zip(out.chunks_exact_mut(QK))
@@ -79,11 +117,80 @@ impl Store {
         }
     }
 
-    fn bytes(&self) -> usize {
-        match self {
-            Store::F16(v) => v.len() * 2,
-            Store::Q8(b) => b.len() * std::mem::size_of::<BlockQ8>(),
+    /// Load values `0..len · hd` (`len` rows of `hd`) with the rows transposed into
+    /// `kt` (`[hd][len]`), through `tmp` (`len · hd` f32, overwritten).
+    fn read_t(self, hd: usize, len: usize, kt: &mut [f32], tmp: &mut [f32]) {
+        // Converted in one slice operation, then transposed.
+        self.read(0, &mut tmp[..len * hd]);
+        let (k, kt) = (&tmp[..len * hd], &mut kt[..len * hd]);
+        // Blocks of 8 keys: 8 contiguous source rows, 8-float runs in each output row.
+        for (j0, rows) in (0..len).step_by(8).zip(k.chunks(8 * hd)) {
+            for d in 0..hd {
+                for (i, row) in rows.chunks_exact(hd).enumerate() {
+                    kt[d * len + j0 + i] = row[d];
+                }
+            }
         }
+    }
+}
+
+impl ValuesMut<'_> {
+    fn as_values(&self) -> Values<'_> {
+        match self {
+            ValuesMut::F16(v) => Values::F16(v),
+            ValuesMut::Q8(b) => Values::Q8(b),
+        }
+    }
+
+    /// Store `x` at value offset `at` (a multiple of 32 for Q8).
+    fn write(&mut self, at: usize, x: &[f32]) {
+        match self {
+            ValuesMut::F16(v) => v[at..at + x.len()].convert_from_f32_slice(x),
+            ValuesMut::Q8(b) => quantize_row_q8(x, &mut b[at / QK..(at + x.len()) / QK]),
+        }
+    }
+}
+
+/// One kv head of one layer: its keys and values at every position (`[ctx][head_dim]`
+/// each), borrowed alone so that the heads of a layer can be filled and read on
+/// different threads ([`KvCache::for_each_head`]).
+pub(crate) struct KvHead<'a> {
+    k: ValuesMut<'a>,
+    v: ValuesMut<'a>,
+    head_dim: usize,
+    ctx: usize,
+}
+
+impl KvHead<'_> {
+    /// Store the keys and values of positions `pos..pos + m` (`k`, `v`: `[m][head_dim]`).
+    pub fn write(&mut self, pos: usize, k: &[f32], v: &[f32]) -> Result<()> {
+        let hd = self.head_dim;
+        if k.len() != v.len() || !k.len().is_multiple_of(hd) {
+            return Err(Error::Invalid(format!(
+                "KV write: {} key values, {} value values, head_dim {hd}",
+                k.len(),
+                v.len()
+            )));
+        }
+        let end = pos + k.len() / hd;
+        if end > self.ctx {
+            return Err(Error::Invalid(format!(
+                "context full: position {} is past the {}-token budget",
+                end - 1,
+                self.ctx
+            )));
+        }
+        self.k.write(pos * hd, k);
+        self.v.write(pos * hd, v);
+        Ok(())
+    }
+
+    /// Positions `0..len` as f32: keys **transposed** into `kt` (`[head_dim][len]`),
+    /// values into `v` (`[len][head_dim]`), as [`KvCache::read_head_t`].
+    pub fn read_t(&self, len: usize, kt: &mut [f32], v: &mut [f32]) {
+        assert!(len <= self.ctx, "KV read out of bounds");
+        self.k.as_values().read_t(self.head_dim, len, kt, v);
+        self.v.as_values().read(0, &mut v[..len * self.head_dim]);
     }
 }
 
@@ -167,6 +274,63 @@ impl KvCache {
         ((layer * self.n_kv + head) * self.ctx + pos) * self.head_dim
     }
 
+    /// Head `head` of `layer` (asserted in range).
+    fn head(&mut self, layer: usize, head: usize) -> KvHead<'_> {
+        assert!(
+            layer < self.n_layers && head < self.n_kv,
+            "KV head out of range"
+        );
+        let (at, len) = (self.offset(layer, head, 0), self.ctx * self.head_dim);
+        KvHead {
+            k: self.k.values_mut(at, len),
+            v: self.v.values_mut(at, len),
+            head_dim: self.head_dim,
+            ctx: self.ctx,
+        }
+    }
+
+    /// `f(h, head h)` for every kv head of `layer`, each head borrowed alone, as one
+    /// job on `team` when given (else in order on this thread): the heads' storage is
+    /// disjoint, so they are written and read in parallel.
+    pub(crate) fn for_each_head(
+        &mut self,
+        layer: usize,
+        team: Option<&Team>,
+        f: &(dyn Fn(usize, KvHead<'_>) -> Result<()> + Sync),
+    ) -> Result<()> {
+        assert!(layer < self.n_layers, "KV layer out of range");
+        let (n_kv, hd, ctx) = (self.n_kv, self.head_dim, self.ctx);
+        let (at, len) = (self.offset(layer, 0, 0), n_kv * ctx * hd);
+        fn parts(s: &mut Store, at: usize, len: usize) -> Parts<'_> {
+            match s.values_mut(at, len) {
+                ValuesMut::F16(v) => Parts::F16(Disjoint::new(v)),
+                ValuesMut::Q8(b) => Parts::Q8(Disjoint::new(b)),
+            }
+        }
+        let (k, v) = (parts(&mut self.k, at, len), parts(&mut self.v, at, len));
+        let task = |h: usize| {
+            // SAFETY: a job runs each task number once, and task `h` alone takes head
+            // `h`'s values (`h·ctx·hd..(h + 1)·ctx·hd` of the layer).
+            let (k, v) = unsafe {
+                (
+                    k.part(h * ctx * hd, ctx * hd),
+                    v.part(h * ctx * hd, ctx * hd),
+                )
+            };
+            let head = KvHead {
+                k,
+                v,
+                head_dim: hd,
+                ctx,
+            };
+            f(h, head)
+        };
+        match team {
+            Some(team) => team.run(n_kv, &task),
+            None => (0..n_kv).try_for_each(task),
+        }
+    }
+
     /// Store one position's keys and values (`n_kv × head_dim` each, head-major).
     pub fn write(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) -> Result<()> {
         if pos >= self.ctx {
@@ -184,9 +348,8 @@ impl KvCache {
         }
         let hd = self.head_dim;
         for h in 0..self.n_kv {
-            let at = self.offset(layer, h, pos);
-            self.k.write(at, &k[h * hd..(h + 1) * hd]);
-            self.v.write(at, &v[h * hd..(h + 1) * hd]);
+            let (k, v) = (&k[h * hd..(h + 1) * hd], &v[h * hd..(h + 1) * hd]);
+            self.head(layer, h).write(pos, k, v)?;
         }
         Ok(())
     }
@@ -208,18 +371,9 @@ impl KvCache {
             "KV read out of bounds"
         );
         let (hd, at) = (self.head_dim, self.offset(layer, head, 0));
-        // Keys go through `v` (converted in one slice operation), then are transposed.
-        self.k.read(at, &mut v[..len * hd]);
-        let (k, kt) = (&v[..len * hd], &mut kt[..len * hd]);
-        // Blocks of 8 keys: 8 contiguous source rows, 8-float runs in each output row.
-        for (j0, rows) in (0..len).step_by(8).zip(k.chunks(8 * hd)) {
-            for d in 0..hd {
-                for (i, row) in rows.chunks_exact(hd).enumerate() {
-                    kt[d * len + j0 + i] = row[d];
-                }
-            }
-        }
-        self.v.read(at, &mut v[..len * hd]);
+        // Keys go through `v`, then are transposed.
+        self.k.values().from(at).read_t(hd, len, kt, v);
+        self.v.values().read(at, &mut v[..len * hd]);
     }
 
     /// Load positions `0..len` of one head's keys and values as f32
@@ -231,8 +385,30 @@ impl KvCache {
         );
         let at = self.offset(layer, head, 0);
         let n = len * self.head_dim;
-        self.k.read(at, &mut k[..n]);
-        self.v.read(at, &mut v[..n]);
+        self.k.values().read(at, &mut k[..n]);
+        self.v.values().read(at, &mut v[..n]);
+    }
+}
+
+/// A layer's values of one store, shared between the tasks of [`KvCache::for_each_head`].
+enum Parts<'a> {
+    F16(Disjoint<'a, f16>),
+    Q8(Disjoint<'a, BlockQ8>),
+}
+
+impl Parts<'_> {
+    /// Values `at..at + len` (multiples of 32 for Q8).
+    ///
+    /// # Safety
+    /// As [`Disjoint::part`]: no two live results overlap.
+    unsafe fn part(&self, at: usize, len: usize) -> ValuesMut<'_> {
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            match self {
+                Parts::F16(d) => ValuesMut::F16(d.part(at, len)),
+                Parts::Q8(d) => ValuesMut::Q8(d.part(at / QK, len / QK)),
+            }
+        }
     }
 }
 
@@ -292,6 +468,55 @@ mod tests {
                     assert_eq!(kt[d * len + j], k[j * hd + d], "{ty:?}");
                 }
             }
+        }
+    }
+
+    /// Heads filled as one team job through `for_each_head` (a run of positions each)
+    /// hold what position-by-position writes hold, for both stores, and read back the
+    /// same through `KvHead::read_t`; a run past the budget is an error.
+    #[test]
+    fn heads_written_in_parallel_match_row_writes() {
+        let (layers, heads, hd, ctx) = (2, 3, 32, 9);
+        let val = |p: usize, i: usize| ((p * 13 + i * 7) % 29) as f32 - 14.0;
+        let team = Team::new(2).unwrap();
+        for ty in [KvType::F16, KvType::Q8] {
+            let mut rows = KvCache::new(ty, layers, heads, hd, ctx).unwrap();
+            let mut runs = rows.clone();
+            for p in 2..7 {
+                let k: Vec<f32> = (0..heads * hd).map(|i| val(p, i)).collect();
+                let v: Vec<f32> = k.iter().map(|x| x * 0.5).collect();
+                rows.write(1, p, &k, &v).unwrap();
+            }
+            let len = 7;
+            let read = std::sync::Mutex::new(vec![Vec::new(); heads]);
+            runs.for_each_head(1, Some(&team), &|h, mut head| {
+                let k: Vec<f32> = (2..7)
+                    .flat_map(|p| (0..hd).map(move |d| val(p, h * hd + d)))
+                    .collect();
+                let v: Vec<f32> = k.iter().map(|x| x * 0.5).collect();
+                head.write(2, &k, &v)?;
+                let (mut kt, mut vf) = (vec![f32::NAN; len * hd], vec![f32::NAN; len * hd]);
+                head.read_t(len, &mut kt, &mut vf);
+                read.lock().unwrap()[h] = [kt, vf].concat();
+                Ok(())
+            })
+            .unwrap();
+            let read = read.into_inner().unwrap();
+            for (h, got) in read.iter().enumerate() {
+                let (mut kt, mut vf) = (vec![0.0; len * hd], vec![0.0; len * hd]);
+                rows.read_head_t(1, h, len, &mut kt, &mut vf);
+                assert_eq!(got, &[kt.clone(), vf.clone()].concat(), "{ty:?} head {h}");
+                let (mut kt2, mut vf2) = (vec![0.0; len * hd], vec![0.0; len * hd]);
+                runs.read_head_t(1, h, len, &mut kt2, &mut vf2);
+                assert_eq!((kt, vf), (kt2, vf2), "{ty:?} head {h}");
+            }
+            let err = runs
+                .for_each_head(0, None, &|_, mut head| {
+                    head.write(ctx - 1, &vec![0.0; 2 * hd], &vec![0.0; 2 * hd])
+                })
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("context full"), "{err}");
         }
     }
 
