@@ -206,6 +206,15 @@ impl Exec<'_> {
             None => (0..n).try_for_each(f),
         }
     }
+
+    /// `f(i, m)` for `i` in `0..n`, `m` the team member running task `i` (0 without a
+    /// team): a member runs one task at a time, so `m` may pick per-member scratch.
+    fn run_members(&self, n: usize, f: &(dyn Fn(usize, usize) -> Result<()> + Sync)) -> Result<()> {
+        match self.team {
+            Some(team) => team.run_members(n, f),
+            None => (0..n).try_for_each(|i| f(i, 0)),
+        }
+    }
 }
 
 /// Which logits a forward call produces.
@@ -442,10 +451,15 @@ fn attention(
     })?;
     let (kf, vf) = (&s.kf[..nkv * len * hd], &s.vf[..nkv * len * hd]);
 
-    // 2. Units of work: kv head `h`, tokens `t0..t0 + tb` (tb ≤ ATT_TOKENS), i.e. rows
-    // `t0·group..(t0 + tb)·group` of the head's `qh`, `scores` and `att`. The same units
-    // run with or without a team, so results do not depend on it.
+    // 2. Units of work: kv head `h`, tokens `t0..t0 + tb` (tb ≤ ATT_TOKENS): `tb·group`
+    // rows of `qh`, `scores` and `att`. The same units run with or without a team, so
+    // results do not depend on it.
     let units = n.div_ceil(ATT_TOKENS);
+    // A unit's queries, scores and outputs (scratch it alone reads) go to its member's
+    // slot when every member's slot fits, so they stay in that core's cache (see
+    // `mlp_hidden`); else to the unit's own rows.
+    let rmax = ATT_TOKENS * group;
+    let by_member = ex.threads() * rmax <= nkv * rows;
     let (sc, att) = (
         Disjoint::new(&mut s.scores[..nkv * rows * len]),
         Disjoint::new(&mut s.att[..nkv * rows * hd]),
@@ -458,12 +472,17 @@ fn attention(
         Disjoint::new(&mut s.xq[..n * qd / QK]),
     );
     let qt = &s.qt[..qd * n];
-    ex.run(nkv * units, &|u| {
+    ex.run_members(nkv * units, &|u, m| {
         let (h, t0) = (u / units, (u % units) * ATT_TOKENS);
         let tb = ATT_TOKENS.min(n - t0);
-        let (r0, r) = (h * rows + t0 * group, tb * group);
-        // SAFETY: unit `u` alone writes rows `r0..r0 + r` of `qh`, the scores and the
-        // outputs.
+        let r = tb * group;
+        let r0 = if by_member {
+            m * rmax
+        } else {
+            h * rows + t0 * group
+        };
+        // SAFETY: rows `r0..r0 + r` of `qh`, the scores and the outputs are member `m`'s
+        // slot (it runs one unit at a time) or unit `u`'s own rows.
         let (qh, sc, out) = unsafe {
             (
                 qh.part(r0 * hd, r * hd),
@@ -707,11 +726,19 @@ fn mlp_hidden(
         t => groups_per_task(t, n, groups, TASK_GROUP_MULTIPLE.max(QK / ROWS)),
     };
     let tasks = groups.div_ceil(per);
+    // A task's gate/up rows go to its member's slot when every member's slot fits: the
+    // rows then stay in that core's cache from one layer to the next, instead of being
+    // pulled over from whichever core ran the task last time (at 2 threads these
+    // transfers cost more than the SwiGLU itself); else to the task's own rows.
+    let span = per * ROWS * n;
+    let by_member = ex.threads() * per * ROWS <= ffn;
     let (g, u, h) = (Disjoint::new(gate), Disjoint::new(up), Disjoint::new(hq));
-    ex.run(tasks, &|i| {
+    ex.run_members(tasks, &|i, m| {
         let (r0, r1) = ((i * per * ROWS).min(ffn), ((i + 1) * per * ROWS).min(ffn));
-        // SAFETY: task `i` alone writes rows `r0..r1` of `gate` and `up`.
-        let (gate, up) = unsafe { (g.part(r0 * n, (r1 - r0) * n), u.part(r0 * n, (r1 - r0) * n)) };
+        let at = if by_member { m * span } else { r0 * n };
+        // SAFETY: the slot at `at` is member `m`'s (which runs one task at a time) or
+        // task `i`'s (rows `r0..r1`), and no other task of this job uses it meanwhile.
+        let (gate, up) = unsafe { (g.part(at, (r1 - r0) * n), u.part(at, (r1 - r0) * n)) };
         matmul_rows(ex.kernels, w_gate, r0, r1, xq, &[], n, gate)?;
         matmul_rows(ex.kernels, w_up, r0, r1, xq, &[], n, up)?;
         ops::swiglu(gate, up);

@@ -29,8 +29,10 @@ const SPINS: u32 = 256;
 /// How long an idle worker keeps polling (spinning, then yielding) before it parks.
 const IDLE: Duration = Duration::from_micros(200);
 
-/// A task body: `f(i)` for task `i`.
-type TaskFn<'a> = dyn Fn(usize) -> Result<()> + Sync + 'a;
+/// A task body: `f(i, m)` for task `i`, run by team member `m` (the caller is member
+/// 0, worker `w` member `w`): two tasks of one job never run at once on one member, so
+/// a task may use per-member scratch.
+type TaskFn<'a> = dyn Fn(usize, usize) -> Result<()> + Sync + 'a;
 
 /// One job, on the caller's stack.
 struct Job {
@@ -51,8 +53,8 @@ enum Failure {
 }
 
 impl Job {
-    /// Take and run tasks until none are left.
-    fn work(&self) {
+    /// Take and run tasks until none are left, as member `member`.
+    fn work(&self, member: usize) {
         loop {
             let i = self.next.fetch_add(1, SeqCst);
             if i >= self.n {
@@ -62,7 +64,7 @@ impl Job {
             // return (so the closure lives) until every task is done and no worker
             // holds this job any more.
             let f = unsafe { &*self.f };
-            let r = panic::catch_unwind(AssertUnwindSafe(|| f(i)));
+            let r = panic::catch_unwind(AssertUnwindSafe(|| f(i, member)));
             let fail = match r {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some(Failure::Err(e)),
@@ -122,7 +124,7 @@ impl Team {
             let sh = shared.clone();
             let h = std::thread::Builder::new()
                 .name(format!("hearth-llm-{i}"))
-                .spawn(move || worker(&sh))
+                .spawn(move || worker(&sh, i))
                 .map_err(|e| Error::Invalid(format!("cannot start {threads} threads: {e}")))?;
             team.workers.push(h);
         }
@@ -136,9 +138,15 @@ impl Team {
 
     /// Run `f(0..n)` across the team; returns when all have finished, with the first
     /// error (a task's panic is resumed here).
-    pub fn run(&self, n: usize, f: &TaskFn<'_>) -> Result<()> {
+    pub fn run(&self, n: usize, f: &(dyn Fn(usize) -> Result<()> + Sync)) -> Result<()> {
+        self.run_members(n, &|i, _| f(i))
+    }
+
+    /// [`Team::run`] with `f(i, m)` told the member `m` running task `i` (`m <
+    /// threads()`; a job run serially, when the team is busy, is all member 0's).
+    pub fn run_members(&self, n: usize, f: &TaskFn<'_>) -> Result<()> {
         if n <= 1 || self.workers.is_empty() || self.busy.swap(true, SeqCst) {
-            return (0..n).try_for_each(f);
+            return (0..n).try_for_each(|i| f(i, 0));
         }
         // SAFETY (lifetime erasure): the pointer is only dereferenced by `Job::work`,
         // which runs on this thread or on a worker that has announced itself in
@@ -161,7 +169,7 @@ impl Team {
             let _g = sh.lock.lock().unwrap_or_else(|e| e.into_inner());
             sh.wake.notify_all();
         }
-        job.work();
+        job.work(0);
         wait_until(|| job.done.load(SeqCst) == n);
         // A worker that loads `job` from now on sees null; one that loaded it before
         // is counted in `active` (both SeqCst: one of the two sees the other).
@@ -205,7 +213,7 @@ fn wait_until(done: impl Fn() -> bool) {
     }
 }
 
-fn worker(sh: &Shared) {
+fn worker(sh: &Shared, member: usize) {
     // The epoch the team was created with, not the current one: a worker that starts
     // late must still notice the jobs (or the quit) posted before it ran.
     let mut seen = 0;
@@ -243,7 +251,7 @@ fn worker(sh: &Shared) {
         // SAFETY: non-null `job` points at a live `Job`: its caller waits for `active`
         // to reach zero after nulling the pointer, and we are counted in `active`.
         if let Some(job) = unsafe { job.as_ref() } {
-            job.work();
+            job.work(member);
         }
         sh.active.fetch_sub(1, SeqCst);
     }
@@ -287,6 +295,34 @@ impl<'a, T> Disjoint<'a, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Members are numbered below the thread count, and no member runs two tasks at
+    /// once (what per-member scratch relies on).
+    #[test]
+    fn a_member_runs_one_task_at_a_time() {
+        use std::sync::atomic::AtomicU32;
+        for threads in 1..=3 {
+            let team = Team::new(threads).unwrap();
+            let busy: Vec<AtomicBool> = (0..threads).map(|_| AtomicBool::new(false)).collect();
+            let seen: Vec<AtomicU32> = (0..threads).map(|_| AtomicU32::new(0)).collect();
+            for _ in 0..20 {
+                team.run_members(16, &|_, m| {
+                    assert!(m < threads, "member {m} of {threads}");
+                    assert!(
+                        !busy[m].swap(true, SeqCst),
+                        "member {m} ran two tasks at once"
+                    );
+                    std::thread::sleep(Duration::from_micros(50));
+                    seen[m].fetch_add(1, SeqCst);
+                    busy[m].store(false, SeqCst);
+                    Ok(())
+                })
+                .unwrap();
+            }
+            let total: u32 = seen.iter().map(|c| c.load(SeqCst)).sum();
+            assert_eq!(total, 20 * 16);
+        }
+    }
 
     #[test]
     fn every_task_runs_once_and_errors_come_back() {
