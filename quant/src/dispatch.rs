@@ -4,6 +4,7 @@ use crate::block::{BlockQ8, QK};
 use crate::error::QuantError;
 use crate::generic;
 use crate::packed::{groups, BlockQ4Ax4, BlockQ4x4, BlockQ8x4, ROWS};
+use half::f16;
 
 /// Activation quantizer: `x.len() == 32 * y.len()`.
 pub type QuantizeFn = unsafe fn(x: &[f32], y: &mut [BlockQ8]);
@@ -19,6 +20,42 @@ pub type GemmFn<P> = unsafe fn(w: &[P], nb: usize, x: &[BlockQ8], n: usize, y: &
 /// `ldb >= n`, `b.len() == b_span(k, n, ldb)`, `c.len() == m * n`.
 pub type GemmF32Fn =
     unsafe fn(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], ldb: usize, c: &mut [f32]);
+/// [`GemmF32Fn`] with `b` in f16, widened exactly to f32 as it is read.
+pub type GemmF16bFn =
+    unsafe fn(m: usize, k: usize, n: usize, a: &[f32], b: &[f16], ldb: usize, c: &mut [f32]);
+
+/// The shapes of a float matrix product ([`Kernels::gemm_f32_ldb`]): `a` is `m × k`,
+/// `b` spans `k` rows `ldb ≥ n` apart ([`b_span`]), `c` is `m × n`.
+fn check_gemm_shapes(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: usize,
+    b: usize,
+    ldb: usize,
+    c: usize,
+) -> Result<(), QuantError> {
+    fn check(what: &'static str, expected: Option<usize>, got: usize) -> Result<(), QuantError> {
+        match expected {
+            Some(e) if e == got => Ok(()),
+            e => Err(QuantError::LengthMismatch {
+                what,
+                expected: e.unwrap_or(usize::MAX),
+                got,
+            }),
+        }
+    }
+    if ldb < n {
+        return Err(QuantError::LengthMismatch {
+            what: "row stride of b (at least n)",
+            expected: n,
+            got: ldb,
+        });
+    }
+    check("matrix a (m × k)", m.checked_mul(k), a)?;
+    check("matrix b (k × n, rows ldb apart)", b_span(k, n, ldb), b)?;
+    check("matrix c (m × n)", m.checked_mul(n), c)
+}
 
 /// Elements a `k × n` matrix spans when its rows are `ldb` apart: the last row ends
 /// after its `n` values, not after `ldb` (`None` on overflow).
@@ -82,6 +119,7 @@ pub struct Kernels {
     pub(crate) gemm_q4: GemmFn<BlockQ4x4>,
     pub(crate) gemm_q4a: GemmFn<BlockQ4Ax4>,
     pub(crate) gemm_f32: GemmF32Fn,
+    pub(crate) gemm_f16b: GemmF16bFn,
 }
 
 /// The scalar kernel set (always available).
@@ -95,6 +133,7 @@ pub static SCALAR: Kernels = Kernels {
     gemm_q4: generic::gemm_q4_generic,
     gemm_q4a: generic::gemm_q4a_generic,
     gemm_f32: generic::gemm_f32_generic,
+    gemm_f16b: generic::gemm_f16b_generic,
 };
 
 /// The packed blocks of a matrix, by format.
@@ -346,36 +385,30 @@ impl Kernels {
         ldb: usize,
         c: &mut [f32],
     ) -> Result<(), QuantError> {
-        fn check(
-            what: &'static str,
-            expected: Option<usize>,
-            got: usize,
-        ) -> Result<(), QuantError> {
-            match expected {
-                Some(e) if e == got => Ok(()),
-                e => Err(QuantError::LengthMismatch {
-                    what,
-                    expected: e.unwrap_or(usize::MAX),
-                    got,
-                }),
-            }
-        }
-        if ldb < n {
-            return Err(QuantError::LengthMismatch {
-                what: "row stride of b (at least n)",
-                expected: n,
-                got: ldb,
-            });
-        }
-        check("matrix a (m × k)", m.checked_mul(k), a.len())?;
-        check(
-            "matrix b (k × n, rows ldb apart)",
-            b_span(k, n, ldb),
-            b.len(),
-        )?;
-        check("matrix c (m × n)", m.checked_mul(n), c.len())?;
+        check_gemm_shapes(m, k, n, a.len(), b.len(), ldb, c.len())?;
         // SAFETY: shapes checked above; this table exists only on CPUs that run it.
         unsafe { (self.gemm_f32)(m, k, n, a, b, ldb, c) };
+        Ok(())
+    }
+
+    /// [`Kernels::gemm_f32_ldb`] with `b` in f16 (attention's keys and values read
+    /// straight from an f16 cache): each value is widened exactly to f32 as it is
+    /// loaded, so the result is bit for bit [`Kernels::gemm_f32_ldb`]'s on the widened
+    /// values.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_f16b_ldb(
+        &self,
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[f32],
+        b: &[f16],
+        ldb: usize,
+        c: &mut [f32],
+    ) -> Result<(), QuantError> {
+        check_gemm_shapes(m, k, n, a.len(), b.len(), ldb, c.len())?;
+        // SAFETY: shapes checked above; this table exists only on CPUs that run it.
+        unsafe { (self.gemm_f16b)(m, k, n, a, b, ldb, c) };
         Ok(())
     }
 

@@ -177,6 +177,34 @@ pub fn gemm_f32_generic(
     ldb: usize,
     c: &mut [f32],
 ) {
+    gemm_generic(m, k, n, a, b, ldb, c, |v| v)
+}
+
+/// [`gemm_f32_generic`] with `b` in f16, each value widened (exactly) to f32.
+pub fn gemm_f16b_generic(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &[half::f16],
+    ldb: usize,
+    c: &mut [f32],
+) {
+    gemm_generic(m, k, n, a, b, ldb, c, half::f16::to_f32)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gemm_generic<B: Copy>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &[B],
+    ldb: usize,
+    c: &mut [f32],
+    widen: impl Fn(B) -> f32,
+) {
     assert!(
         a.len() == m * k
             && ldb >= n
@@ -188,7 +216,7 @@ pub fn gemm_f32_generic(
         for (p, &av) in ai.iter().enumerate() {
             let bp = &b[p * ldb..p * ldb + n];
             for (o, &bv) in ci.iter_mut().zip(bp) {
-                *o += av * bv;
+                *o += av * widen(bv);
             }
         }
     }

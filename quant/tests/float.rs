@@ -108,6 +108,36 @@ proptest! {
         }
     }
 
+    /// `b` in f16 (strided, columns past `n` NaN): every set gives bit for bit its f32
+    /// product on the widened values; the f16 tails (masked loads, AVX2's buffered one)
+    /// read no value past a row's `n`.
+    #[test]
+    fn gemm_f16b_equals_the_f32_product_of_the_widened_values(
+        (m, k, n, a, b) in problem(false),
+        extra in 0usize..40,
+    ) {
+        use half::f16;
+        let ldb = n + extra;
+        let mut wide = vec![f16::NAN; k * ldb];
+        for p in 0..k {
+            for j in 0..n {
+                wide[p * ldb + j] = f16::from_f32(b[p * n + j]);
+            }
+        }
+        let widened: Vec<f32> = (0..k * n).map(|i| wide[i / n * ldb + i % n].to_f32()).collect();
+        let span = if k == 0 { 0 } else { (k - 1) * ldb + n };
+        for set in std::iter::once(scalar()).chain(sets()) {
+            let mut c = vec![f32::NAN; m * n];
+            set.gemm_f16b_ldb(m, k, n, &a, &wide[..span], ldb, &mut c).unwrap();
+            let want = product(set, m, k, n, &a, &widened);
+            prop_assert!(c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{:?} {}×{}×{} ldb {}", set.name(), m, k, n, ldb);
+            let long: Vec<f16> = wide[..span].iter().copied().chain([f16::ZERO]).collect();
+            let r = set.gemm_f16b_ldb(m, k, n, &a, &long, ldb, &mut c);
+            prop_assert!(matches!(r, Err(QuantError::LengthMismatch { .. })), "{:?}", r);
+        }
+    }
+
     /// Wrong lengths are errors, never panics or out-of-bounds accesses.
     #[test]
     fn gemm_f32_bad_lengths(m in 0usize..6, k in 0usize..6, n in 0usize..6,

@@ -22,6 +22,7 @@ static NEON: Kernels = Kernels {
     gemm_q4a: neon::gemm_q4a,
     // The generic f32 product vectorizes to NEON as compiled (NEON is baseline).
     gemm_f32: crate::generic::gemm_f32_generic,
+    gemm_f16b: crate::generic::gemm_f16b_generic,
 };
 
 static DOTPROD: Kernels = Kernels {
@@ -35,6 +36,7 @@ static DOTPROD: Kernels = Kernels {
     gemm_q4: dotprod::gemm_q4,
     gemm_q4a: dotprod::gemm_q4a,
     gemm_f32: crate::generic::gemm_f32_generic,
+    gemm_f16b: crate::generic::gemm_f16b_generic,
 };
 
 /// Whether this CPU can run the dotprod set.

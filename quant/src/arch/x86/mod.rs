@@ -40,7 +40,8 @@ static AVX2: Kernels = Kernels {
     gemm_q8: avx2::gemm_q8,
     gemm_q4: avx2::gemm_q4,
     gemm_q4a: avx2::gemm_q4a,
-    gemm_f32: float::gemm_f32_avx2,
+    gemm_f32: float::gemm_avx2::<f32>,
+    gemm_f16b: float::gemm_avx2::<f16>,
 };
 
 /// AVX-512 F/BW/VL + VNNI (+ AVX2, FMA, F16C for the shared helpers). The activation
@@ -54,7 +55,8 @@ static AVX512_VNNI: Kernels = Kernels {
     gemm_q8: avx512::gemm_q8,
     gemm_q4: avx512::gemm_q4,
     gemm_q4a: avx512::gemm_q4a,
-    gemm_f32: float::gemm_f32_avx512,
+    gemm_f32: float::gemm_avx512::<f32>,
+    gemm_f16b: float::gemm_avx512::<f16>,
 };
 
 /// Best first.
