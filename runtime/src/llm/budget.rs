@@ -57,7 +57,7 @@ impl MemoryEstimate {
             ctx,
             weights: file_bytes,
             kv_cache: kv as u64,
-            scratch: ScratchLens::new(&hp, ctx, opts.batch.min(ctx)).bytes() as u64,
+            scratch: ScratchLens::new(&hp, ctx, opts.batch.min(ctx), opts.kv_type).bytes() as u64,
             overhead: RUNTIME_OVERHEAD,
         })
     }

@@ -271,7 +271,7 @@ impl Engine {
         Ok(Session {
             engine: self.clone(),
             kv,
-            scratch: Scratch::new(hp, ctx, batch),
+            scratch: Scratch::new(hp, ctx, batch, self.inner.opts.kv_type),
             rope: Arc::new(RopeTable::new(hp.head_dim, hp.rope_theta, ctx)),
             tokens: Vec::with_capacity(ctx),
         })

@@ -8,7 +8,7 @@
 //!
 //! Matmul outputs come back from the kernels row-major by weight row (`[rows][n]`)
 //! and are transposed to token-major (`[n][rows]`) where a per-token op follows.
-use crate::llm::kv::KvCache;
+use crate::llm::kv::{KvCache, KvType};
 use crate::llm::ops::{self, RopeTable};
 use crate::llm::team::{Disjoint, Team};
 use crate::llm::weights::{Hparams, LayerWeights, Matrix, Weights};
@@ -58,7 +58,8 @@ pub(crate) struct Scratch {
     /// `[dim][B]` output of the o / down projections.
     proj: Vec<f32>,
     /// `[n_kv][head_dim][len]` one layer's cached keys, transposed, and
-    /// `[n_kv][len][head_dim]` its values, as f32 (`len ≤ ctx` positions).
+    /// `[n_kv][len][head_dim]` its values, as f32 (`len ≤ ctx` positions): a Q8 cache's
+    /// only (an f16 one is read as it is; then these are empty).
     kf: Vec<f32>,
     vf: Vec<f32>,
     /// `[n_kv][B·group][head_dim]` scaled queries, grouped by kv head, rows `(t, g)`.
@@ -90,7 +91,7 @@ pub(crate) struct ScratchLens {
 }
 
 impl ScratchLens {
-    pub fn new(hp: &Hparams, ctx: usize, batch: usize) -> Self {
+    pub fn new(hp: &Hparams, ctx: usize, batch: usize, kv: KvType) -> Self {
         let b = batch;
         let wide = hp.dim.max(hp.q_dim());
         let widest = wide.max(hp.ffn_dim);
@@ -102,7 +103,10 @@ impl ScratchLens {
             kv: b * hp.kv_dim(),
             ffn: b * hp.ffn_dim,
             proj: b * hp.dim,
-            kvf: hp.n_kv_heads * ctx * hp.head_dim,
+            kvf: match kv {
+                KvType::F16 => 0,
+                KvType::Q8 => hp.n_kv_heads * ctx * hp.head_dim,
+            },
             scores: hp.n_heads * b * ctx,
             vocab: hp.vocab_size,
         }
@@ -126,8 +130,8 @@ impl ScratchLens {
 }
 
 impl Scratch {
-    pub fn new(hp: &Hparams, ctx: usize, batch: usize) -> Self {
-        let l = ScratchLens::new(hp, ctx, batch);
+    pub fn new(hp: &Hparams, ctx: usize, batch: usize, kv: KvType) -> Self {
+        let l = ScratchLens::new(hp, ctx, batch, kv);
         let z = |n: usize| vec![0.0f32; n];
         Self {
             batch,
@@ -380,17 +384,18 @@ const ATT_TOKENS: usize = 8;
 /// Two jobs, with no serial work between or after them:
 /// 1. Per kv head `h` (which serves the `group = n_heads / n_kv` query heads
 ///    `h·group..(h+1)·group`): its keys and values of the new tokens, token-major (`+`
-///    bias, RoPE on the keys), appended to the cache at `pos..pos + n`; then its whole
-///    history converted to f32 once: keys transposed (`kf[h]` = `[hd][len]`), values as
-///    they are (`vf[h]` = `[len][hd]`).
+///    bias, RoPE on the keys), appended to the cache at `pos..pos + n`. An f16 cache is
+///    then read as it is (its keys are stored transposed); a Q8 one has its whole history
+///    converted to f32 once: keys transposed (`kf[h]` = `[hd][len]`), values as they are
+///    (`vf[h]` = `[len][hd]`).
 /// 2. Per kv head and block of [`ATT_TOKENS`] tokens `t0..t0 + tb` (the unit of parallel
 ///    work): the group's queries of those tokens (`+` bias, RoPE, rounded to f16 — llama.cpp
 ///    multiplies f16 keys by f16 queries; doing the same keeps us closer to its logits) as
 ///    rows `(t, g)` of `qh` (`[tb·group][hd]`); over the `lu = pos + t0 + tb` positions its
-///    last token sees: `scores = qh · kf[h][.., ..lu] / √hd` (`[tb·group][lu]`), a causal
+///    last token sees: `scores = qh · Kᵀ[.., ..lu] / √hd` (`[tb·group][lu]`), a causal
 ///    softmax per row (token `t` sees positions `0..=pos + t`; later ones get probability
-///    0), `out = scores · vf[h][..lu]` (`[tb·group][hd]`), both products through
-///    hearth-quant's f32 kernel; `out`'s rows of token `t` are the heads `h·group..` of
+///    0), `out = scores · V[..lu]` (`[tb·group][hd]`), both products through
+///    hearth-quant's float kernels (f16 operands widened as they are loaded); `out`'s rows of token `t` are the heads `h·group..` of
 ///    `xb[t]`, quantized there too when they are whole Q8 blocks.
 ///
 /// Output: `s.xb[..n][..q_dim]` and its Q8 `s.xq[..n][..q_dim / 32]`.
@@ -417,14 +422,19 @@ fn attention(
     let serial = Exec { team: None, ..ex };
     let ex = if on_team { ex } else { serial };
 
-    // 1. Per kv head: k[h], v[h] = [n][hd] (the new tokens), then kf[h], vf[h].
+    // 1. Per kv head: k[h], v[h] = [n][hd] (the new tokens) into the cache. An f16 cache
+    // is read as it is by the units; a Q8 one is converted once here: kf[h], vf[h].
+    let hist = match kv.ty() {
+        KvType::F16 => 0,
+        KvType::Q8 => len * hd,
+    };
     let (kn, vn) = (
         Disjoint::new(&mut s.k[..n * kvd]),
         Disjoint::new(&mut s.v[..n * kvd]),
     );
     let (kf, vf) = (
-        Disjoint::new(&mut s.kf[..nkv * len * hd]),
-        Disjoint::new(&mut s.vf[..nkv * len * hd]),
+        Disjoint::new(&mut s.kf[..nkv * hist]),
+        Disjoint::new(&mut s.vf[..nkv * hist]),
     );
     let (kt, vt) = (&s.kt[..kvd * n], &s.vt[..kvd * n]);
     kv.for_each_head(li, ex.team, &|h, mut head| {
@@ -433,8 +443,8 @@ fn attention(
             (
                 kn.part(h * n * hd, n * hd),
                 vn.part(h * n * hd, n * hd),
-                kf.part(h * len * hd, len * hd),
-                vf.part(h * len * hd, len * hd),
+                kf.part(h * hist, hist),
+                vf.part(h * hist, hist),
             )
         };
         // Head h's rows of kt/vt are [hd][n]: transposed to [n][hd].
@@ -446,10 +456,13 @@ fn attention(
             rope.apply(k, hd, pos + t, hp.rope_style);
         }
         head.write(pos, kn, vn)?;
-        head.read_t(len, kf, vf);
+        if hist > 0 {
+            head.as_ref().read_t(len, kf, vf);
+        }
         Ok(())
     })?;
-    let (kf, vf) = (&s.kf[..nkv * len * hd], &s.vf[..nkv * len * hd]);
+    let (kv, ctx) = (&*kv, kv.capacity());
+    let (kf, vf) = (&s.kf[..nkv * hist], &s.vf[..nkv * hist]);
 
     // 2. Units of work: kv head `h`, tokens `t0..t0 + tb` (tb ≤ ATT_TOKENS): `tb·group`
     // rows of `qh`, `scores` and `att`. The same units run with or without a team, so
@@ -519,16 +532,28 @@ fn attention(
         // of the keys (a leading part of each row of `kf[h]`) and rows of the values
         // take part; the scores are `[r][lu]`.
         let (q, lu) = (&*qh, pos + t0 + tb);
-        let kf = &kf[h * len * hd..][..(hd - 1) * len + lu];
-        let vf = &vf[h * len * hd..][..lu * hd];
         let sc = &mut sc[..r * lu];
-        kern.gemm_f32_ldb(r, hd, lu, q, kf, len, sc)?;
+        // The keys' transpose is `[hd][·]` with rows `ctx` (f16 cache) or `len` (f32
+        // copy) apart, the values `[·][hd]`; both are read up to position `lu`.
+        let f16 = kv.head_ref(li, h).f16();
+        match f16 {
+            Some((kc, _)) => {
+                kern.gemm_f16b_ldb(r, hd, lu, q, &kc[..(hd - 1) * ctx + lu], ctx, sc)?
+            }
+            None => {
+                let kf = &kf[h * len * hd..][..(hd - 1) * len + lu];
+                kern.gemm_f32_ldb(r, hd, lu, q, kf, len, sc)?
+            }
+        }
         for (i, row) in sc.chunks_exact_mut(lu).enumerate() {
             let seen = pos + t0 + i / group + 1;
             ops::softmax_scaled(&mut row[..seen], scale);
             row[seen..].fill(0.0);
         }
-        kern.gemm_f32(r, lu, hd, sc, vf, out)?;
+        match f16 {
+            Some((_, vc)) => kern.gemm_f16b_ldb(r, lu, hd, sc, &vc[..lu * hd], hd, out)?,
+            None => kern.gemm_f32(r, lu, hd, sc, &vf[h * len * hd..][..lu * hd], out)?,
+        }
         // Token t0 + i's rows (i, 0..group) are heads h·group.. of its output row.
         let w = group * hd;
         for (i, o) in out.chunks_exact(w).enumerate() {

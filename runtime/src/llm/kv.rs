@@ -1,7 +1,10 @@
 //! The key/value cache: a fixed context budget chosen when a session starts.
 //!
-//! Layout per tensor (K and V alike): `[layer][kv_head][pos][head_dim]`, so one
-//! head's history is contiguous and converts to f32 in one slice operation.
+//! Layout: values `[layer][kv_head][pos][head_dim]`; keys the same in Q8, but
+//! **transposed** in f16, `[layer][kv_head][head_dim][ctx]`: attention multiplies the
+//! queries by the keys' transpose and the probabilities by the values, both straight
+//! from an f16 cache ([`HeadRef::f16`]), each a row-major matrix with rows `ctx` resp.
+//! `head_dim` apart. One head's history is one contiguous run either way.
 //! Memory is allocated once, up front ([`KvCache::bytes`] says how much); writing
 //! past the budget is an error, never a silent overflow.
 use crate::llm::team::{Disjoint, Team};
@@ -151,8 +154,8 @@ impl ValuesMut<'_> {
     }
 }
 
-/// One kv head of one layer: its keys and values at every position (`[ctx][head_dim]`
-/// each), borrowed alone so that the heads of a layer can be filled and read on
+/// One kv head of one layer: its keys and values at every position (laid out as the
+/// module says), borrowed alone so that the heads of a layer can be filled and read on
 /// different threads ([`KvCache::for_each_head`]).
 pub(crate) struct KvHead<'a> {
     k: ValuesMut<'a>,
@@ -164,7 +167,7 @@ pub(crate) struct KvHead<'a> {
 impl KvHead<'_> {
     /// Store the keys and values of positions `pos..pos + m` (`k`, `v`: `[m][head_dim]`).
     pub fn write(&mut self, pos: usize, k: &[f32], v: &[f32]) -> Result<()> {
-        let hd = self.head_dim;
+        let (hd, ctx) = (self.head_dim, self.ctx);
         if k.len() != v.len() || !k.len().is_multiple_of(hd) {
             return Err(Error::Invalid(format!(
                 "KV write: {} key values, {} value values, head_dim {hd}",
@@ -172,25 +175,97 @@ impl KvHead<'_> {
                 v.len()
             )));
         }
-        let end = pos + k.len() / hd;
-        if end > self.ctx {
+        let m = k.len() / hd;
+        if pos + m > ctx {
             return Err(Error::Invalid(format!(
-                "context full: position {} is past the {}-token budget",
-                end - 1,
-                self.ctx
+                "context full: position {} is past the {ctx}-token budget",
+                pos + m - 1
             )));
         }
-        self.k.write(pos * hd, k);
+        match &mut self.k {
+            // Transposed: dimension `d` of the `m` keys is one run of row `d`, gathered
+            // through a stack buffer (the slice conversion is vectorized).
+            ValuesMut::F16(kc) => {
+                let mut buf = [0.0f32; 64];
+                for t0 in (0..m).step_by(64) {
+                    let b = &mut buf[..(m - t0).min(64)];
+                    for d in 0..hd {
+                        for (i, x) in b.iter_mut().enumerate() {
+                            *x = k[(t0 + i) * hd + d];
+                        }
+                        let at = d * ctx + pos + t0;
+                        kc[at..at + b.len()].convert_from_f32_slice(b);
+                    }
+                }
+            }
+            ValuesMut::Q8(_) => self.k.write(pos * hd, k),
+        }
         self.v.write(pos * hd, v);
         Ok(())
     }
 
+    /// The head, read-only.
+    pub fn as_ref(&self) -> HeadRef<'_> {
+        HeadRef {
+            k: self.k.as_values(),
+            v: self.v.as_values(),
+            head_dim: self.head_dim,
+            ctx: self.ctx,
+        }
+    }
+}
+
+/// One kv head of one layer, read-only.
+#[derive(Clone, Copy)]
+pub(crate) struct HeadRef<'a> {
+    k: Values<'a>,
+    v: Values<'a>,
+    head_dim: usize,
+    ctx: usize,
+}
+
+impl<'a> HeadRef<'a> {
+    /// An f16 cache's keys, transposed (`[head_dim][ctx]`), and values (`[ctx][head_dim]`)
+    /// as stored; `None` for Q8.
+    pub fn f16(&self) -> Option<(&'a [f16], &'a [f16])> {
+        match (self.k, self.v) {
+            (Values::F16(k), Values::F16(v)) => Some((k, v)),
+            _ => None,
+        }
+    }
+
     /// Positions `0..len` as f32: keys **transposed** into `kt` (`[head_dim][len]`),
-    /// values into `v` (`[len][head_dim]`), as [`KvCache::read_head_t`].
+    /// values into `v` (`[len][head_dim]`).
     pub fn read_t(&self, len: usize, kt: &mut [f32], v: &mut [f32]) {
-        assert!(len <= self.ctx, "KV read out of bounds");
-        self.k.as_values().read_t(self.head_dim, len, kt, v);
-        self.v.as_values().read(0, &mut v[..len * self.head_dim]);
+        let (hd, ctx) = (self.head_dim, self.ctx);
+        assert!(len <= ctx, "KV read out of bounds");
+        match self.k {
+            Values::F16(k) => {
+                for (d, row) in kt[..hd * len].chunks_exact_mut(len.max(1)).enumerate() {
+                    k[d * ctx..d * ctx + len].convert_to_f32_slice(row);
+                }
+            }
+            // Keys go through `v`, then are transposed.
+            Values::Q8(_) => self.k.read_t(hd, len, kt, v),
+        }
+        self.v.read(0, &mut v[..len * hd]);
+    }
+
+    /// Positions `0..len` as f32, keys and values both `[len][head_dim]`.
+    pub fn read(&self, len: usize, k: &mut [f32], v: &mut [f32]) {
+        let (hd, ctx) = (self.head_dim, self.ctx);
+        assert!(len <= ctx, "KV read out of bounds");
+        match self.k {
+            Values::F16(kc) => {
+                for d in 0..hd {
+                    for (j, x) in kc[d * ctx..d * ctx + len].iter().enumerate() {
+                        k[j * hd + d] = x.to_f32();
+                    }
+                }
+            }
+            Values::Q8(_) => self.k.read(0, &mut k[..len * hd]),
+        }
+        self.v.read(0, &mut v[..len * hd]);
     }
 }
 
@@ -354,10 +429,24 @@ impl KvCache {
         Ok(())
     }
 
+    /// Head `head` of `layer`, read-only (asserted in range).
+    pub(crate) fn head_ref(&self, layer: usize, head: usize) -> HeadRef<'_> {
+        assert!(
+            layer < self.n_layers && head < self.n_kv,
+            "KV read out of bounds"
+        );
+        let at = self.offset(layer, head, 0);
+        HeadRef {
+            k: self.k.values().from(at),
+            v: self.v.values().from(at),
+            head_dim: self.head_dim,
+            ctx: self.ctx,
+        }
+    }
+
     /// Load positions `0..len` of one head's keys, **transposed**, and values as f32:
     /// `kt` is `[head_dim][len]` (`kt[d * len + j]` = key `j`, dimension `d`), `v` is
-    /// `[len][head_dim]`. Attention multiplies queries by `kt` and probabilities by
-    /// `v` as plain row-major matrix products. `len` must not exceed the capacity.
+    /// `[len][head_dim]`. `len` must not exceed the capacity.
     pub fn read_head_t(
         &self,
         layer: usize,
@@ -366,27 +455,13 @@ impl KvCache {
         kt: &mut [f32],
         v: &mut [f32],
     ) {
-        assert!(
-            len <= self.ctx && layer < self.n_layers && head < self.n_kv,
-            "KV read out of bounds"
-        );
-        let (hd, at) = (self.head_dim, self.offset(layer, head, 0));
-        // Keys go through `v`, then are transposed.
-        self.k.values().from(at).read_t(hd, len, kt, v);
-        self.v.values().read(at, &mut v[..len * hd]);
+        self.head_ref(layer, head).read_t(len, kt, v);
     }
 
     /// Load positions `0..len` of one head's keys and values as f32
     /// (`len × head_dim` each). `len` must not exceed the capacity.
     pub fn read_head(&self, layer: usize, head: usize, len: usize, k: &mut [f32], v: &mut [f32]) {
-        assert!(
-            len <= self.ctx && layer < self.n_layers && head < self.n_kv,
-            "KV read out of bounds"
-        );
-        let at = self.offset(layer, head, 0);
-        let n = len * self.head_dim;
-        self.k.values().read(at, &mut k[..n]);
-        self.v.values().read(at, &mut v[..n]);
+        self.head_ref(layer, head).read(len, k, v);
     }
 }
 
@@ -496,7 +571,7 @@ mod tests {
                 let v: Vec<f32> = k.iter().map(|x| x * 0.5).collect();
                 head.write(2, &k, &v)?;
                 let (mut kt, mut vf) = (vec![f32::NAN; len * hd], vec![f32::NAN; len * hd]);
-                head.read_t(len, &mut kt, &mut vf);
+                head.as_ref().read_t(len, &mut kt, &mut vf);
                 read.lock().unwrap()[h] = [kt, vf].concat();
                 Ok(())
             })
