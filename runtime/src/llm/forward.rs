@@ -274,7 +274,7 @@ pub(crate) fn forward(
             pending.then_some(&s.proj[..dim * n]),
             n,
             (l.attn_norm, hp.norm_eps),
-            &mut s.xb[..n * dim],
+            any_float(&[&l.wq, &l.wk, &l.wv]).then_some(&mut s.xb[..n * dim]),
             &mut s.xq[..n * dim / QK],
         )?;
         let (xb, xq) = (&s.xb[..n * dim], &s.xq[..n * dim / QK]);
@@ -300,7 +300,7 @@ pub(crate) fn forward(
             Some(&s.proj[..dim * n]),
             n,
             (l.ffn_norm, hp.norm_eps),
-            &mut s.xb[..n * dim],
+            any_float(&[&l.w_gate, &l.w_up]).then_some(&mut s.xb[..n * dim]),
             &mut s.xq[..n * dim / QK],
         )?;
         let (xb, xq) = (&s.xb[..n * dim], &s.xq[..n * dim / QK]);
@@ -395,10 +395,13 @@ const ATT_TOKENS: usize = 8;
 ///    last token sees: `scores = qh · Kᵀ[.., ..lu] / √hd` (`[tb·group][lu]`), a causal
 ///    softmax per row (token `t` sees positions `0..=pos + t`; later ones get probability
 ///    0), `out = scores · V[..lu]` (`[tb·group][hd]`), both products through
-///    hearth-quant's float kernels (f16 operands widened as they are loaded); `out`'s rows of token `t` are the heads `h·group..` of
-///    `xb[t]`, quantized there too when they are whole Q8 blocks.
+///    hearth-quant's float kernels (f16 operands widened as they are loaded); `out`'s
+///    rows of token `t` are the heads `h·group..` of its output row, quantized into
+///    `xq[t]` when they are whole Q8 blocks.
 ///
-/// Output: `s.xb[..n][..q_dim]` and its Q8 `s.xq[..n][..q_dim / 32]`.
+/// Output: `s.xq[..n][..q_dim / 32]`, the Q8 of the output rows, and the f32 rows in
+/// `s.xb[..n][..q_dim]` only when Wo takes f32 input (or the rows' parts are not whole
+/// blocks, so they are quantized afterwards).
 #[allow(clippy::too_many_arguments)]
 fn attention(
     hp: &Hparams,
@@ -478,8 +481,11 @@ fn attention(
         Disjoint::new(&mut s.att[..nkv * rows * hd]),
     );
     let qh = Disjoint::new(&mut s.qh[..nkv * rows * hd]);
-    // A unit quantizes its part of a token's row when that part is whole Q8 blocks.
+    // A unit quantizes its part of a token's row when that part is whole Q8 blocks; it
+    // writes the f32 row to `xb` only when Wo reads it (a float matrix) or the rows are
+    // quantized afterwards.
     let blocks = (group * hd).is_multiple_of(QK);
+    let keep_f32 = any_float(&[&l.wo]) || !blocks;
     let (xb, xq) = (
         Disjoint::new(&mut s.xb[..n * qd]),
         Disjoint::new(&mut s.xq[..n * qd / QK]),
@@ -558,14 +564,16 @@ fn attention(
         let w = group * hd;
         for (i, o) in out.chunks_exact(w).enumerate() {
             let t = t0 + i;
-            // SAFETY: unit `u` alone has token `t`'s values (and blocks) of heads
-            // `h·group..(h + 1)·group`.
-            let x = unsafe { xb.part(t * qd + h * w, w) };
-            x.copy_from_slice(o);
+            if keep_f32 {
+                // SAFETY: unit `u` alone has token `t`'s values of heads
+                // `h·group..(h + 1)·group`.
+                unsafe { xb.part(t * qd + h * w, w) }.copy_from_slice(o);
+            }
             if blocks {
-                // SAFETY: as above (`w` and `t·qd + h·w` are multiples of QK).
+                // SAFETY: as above, for the blocks of those values (`w` and `t·qd + h·w`
+                // are multiples of QK).
                 let q = unsafe { xq.part((t * qd + h * w) / QK, w / QK) };
-                kern.quantize_row_q8(x, q)?;
+                kern.quantize_row_q8(o, q)?;
             }
         }
         Ok(())
@@ -578,14 +586,25 @@ fn attention(
 
 /// Fewest tokens per task of [`residual_norm`].
 const NORM_TOKENS: usize = 4;
+/// Values per piece of a normed row that is only quantized (a stack buffer; a multiple
+/// of QK).
+const NORM_PIECE: usize = 1024;
+
+/// Whether any of these matrices takes f32 input (then the normed rows are kept).
+fn any_float(ms: &[&Matrix<'_>]) -> bool {
+    ms.iter().any(|m| !matches!(m, Matrix::Packed(_)))
+}
 
 /// For every token `t` of `n`: `x[t] += proj[·][t]` (the residual add of a `[dim][n]`
-/// projection, when given), `xb[t] = rmsnorm(x[t]) · w` and `xq[t] = Q8(xb[t])`.
+/// projection, when given), `xq[t] = Q8(rmsnorm(x[t]) · w)`, and the f32 normed row in
+/// `xb[t]` when `xb` is given (float matrices read it; packed ones only `xq`).
 ///
 /// One team job over token ranges (a token's values depend on that token alone and
 /// are computed by the same code in any range, so the bits do not depend on the
 /// thread count): these per-token steps ran serially on the caller between two
-/// matmul jobs.
+/// matmul jobs. Without `xb` the normed row goes through a stack buffer: writing it to
+/// `xb` made the cores trade `xb`'s lines every layer (the attention units write it
+/// too), for nothing when no float matrix reads it.
 #[allow(clippy::too_many_arguments)]
 fn residual_norm(
     ex: Exec<'_>,
@@ -593,27 +612,28 @@ fn residual_norm(
     proj: Option<&[f32]>,
     n: usize,
     (w, eps): (&[f32], f32),
-    xb: &mut [f32],
+    xb: Option<&mut [f32]>,
     xq: &mut [BlockQ8],
 ) -> Result<()> {
     let dim = w.len();
     let nb = dim / QK;
     assert!(
         x.len() == n * dim
-            && xb.len() == n * dim
+            && xb.as_ref().is_none_or(|xb| xb.len() == n * dim)
             && xq.len() == n * nb
             && proj.is_none_or(|p| p.len() == dim * n),
         "residual_norm: shapes"
     );
     let per = n.div_ceil(ex.threads() * TASKS_PER_THREAD).max(NORM_TOKENS);
-    let (xs, xbs, xqs) = (Disjoint::new(x), Disjoint::new(xb), Disjoint::new(xq));
+    let (xs, xqs) = (Disjoint::new(x), Disjoint::new(xq));
+    let xbs = xb.map(Disjoint::new);
     ex.run(n.div_ceil(per), &|i| {
         let (t0, t1) = (i * per, ((i + 1) * per).min(n));
         // SAFETY: task `i` alone writes tokens `t0..t1` of `x`, `xb` and `xq`.
         let (x, xb, xq) = unsafe {
             (
                 xs.part(t0 * dim, (t1 - t0) * dim),
-                xbs.part(t0 * dim, (t1 - t0) * dim),
+                xbs.as_ref().map(|d| d.part(t0 * dim, (t1 - t0) * dim)),
                 xqs.part(t0 * nb, (t1 - t0) * nb),
             )
         };
@@ -626,10 +646,32 @@ fn residual_norm(
                 }
             }
         }
-        for (x, xb) in x.chunks_exact(dim).zip(xb.chunks_exact_mut(dim)) {
-            ops::rmsnorm(xb, x, w, eps);
+        match xb {
+            Some(xb) => {
+                for (x, xb) in x.chunks_exact(dim).zip(xb.chunks_exact_mut(dim)) {
+                    ops::rmsnorm(xb, x, w, eps);
+                }
+                ex.kernels.quantize_row_q8(xb, xq)?;
+            }
+            None => {
+                let mut buf = [0.0f32; NORM_PIECE];
+                for (x, xq) in x.chunks_exact(dim).zip(xq.chunks_exact_mut(nb)) {
+                    // rmsnorm's own steps, a piece at a time (the same bits).
+                    let scale = ops::rms_scale(x, eps);
+                    for ((x, w), xq) in x
+                        .chunks(NORM_PIECE)
+                        .zip(w.chunks(NORM_PIECE))
+                        .zip(xq.chunks_mut(NORM_PIECE / QK))
+                    {
+                        let b = &mut buf[..x.len()];
+                        for ((o, &v), &g) in b.iter_mut().zip(x).zip(w) {
+                            *o = v * scale * g;
+                        }
+                        ex.kernels.quantize_row_q8(b, xq)?;
+                    }
+                }
+            }
         }
-        ex.kernels.quantize_row_q8(xb, xq)?;
         Ok(())
     })
 }

@@ -9,6 +9,15 @@
 /// precision.
 pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     debug_assert!(out.len() == x.len() && x.len() == w.len());
+    let scale = rms_scale(x, eps);
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
+        *o = v * scale * g;
+    }
+}
+
+/// `1 / √(mean(x²) + eps)`, the factor of [`rmsnorm`] (which then writes
+/// `x[i] · scale · w[i]`; a caller may apply it piecewise with the same bits).
+pub fn rms_scale(x: &[f32], eps: f32) -> f32 {
     // Four partial sums (independent add chains; f64 keeps the order immaterial).
     let mut ss4 = [0.0f64; 4];
     let chunks = x.chunks_exact(4);
@@ -24,10 +33,7 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     }
     ss += (ss4[0] + ss4[1]) + (ss4[2] + ss4[3]);
     let mean = (ss / x.len() as f64) as f32;
-    let scale = 1.0 / (mean + eps).sqrt();
-    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
-        *o = v * scale * g;
-    }
+    1.0 / (mean + eps).sqrt()
 }
 
 /// In-place softmax over `x` (max-subtracted for stability).
