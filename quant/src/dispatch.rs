@@ -15,24 +15,87 @@ pub type GemvFn<P> = unsafe fn(w: &[P], nb: usize, x: &[BlockQ8], y: &mut [f32])
 /// Safety: the table's CPU features are present, `x.len() == n * nb`,
 /// `w.len() == y.len() / (4 * n) * nb`, `y.len() % (4 * n) == 0`, `n > 0`.
 pub type GemmFn<P> = unsafe fn(w: &[P], nb: usize, x: &[BlockQ8], n: usize, y: &mut [f32]);
-/// f32 matrix product `c = a · b` (row-major `m × k` times `k × n`, `b`'s rows `ldb`
-/// apart). Safety: the table's CPU features are present, `a.len() == m * k`,
-/// `ldb >= n`, `b.len() == b_span(k, n, ldb)`, `c.len() == m * n`.
+/// f32 matrix product `c = a · b` (row-major `m × k` times `k × n`, `b` laid out as
+/// the [`BLayout`] says). Safety: the table's CPU features are present,
+/// `a.len() == m * k`, `lay.is_valid()`, `Some(b.len()) == lay.span(k, n)`,
+/// `c.len() == m * n`.
 pub type GemmF32Fn =
-    unsafe fn(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], ldb: usize, c: &mut [f32]);
+    unsafe fn(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], lay: BLayout, c: &mut [f32]);
 /// [`GemmF32Fn`] with `b` in f16, widened exactly to f32 as it is read.
 pub type GemmF16bFn =
-    unsafe fn(m: usize, k: usize, n: usize, a: &[f32], b: &[f16], ldb: usize, c: &mut [f32]);
+    unsafe fn(m: usize, k: usize, n: usize, a: &[f32], b: &[f16], lay: BLayout, c: &mut [f32]);
 
-/// The shapes of a float matrix product ([`Kernels::gemm_f32_ldb`]): `a` is `m × k`,
-/// `b` spans `k` rows `ldb ≥ n` apart ([`b_span`]), `c` is `m × n`.
+/// Where the float products find `b`'s value `(p, j)` (row `p < k`, column `j < n`):
+/// at `(j / 32)·panel + p·row + j % 32`, i.e. in panels of 32 columns.
+///
+/// Row-major with rows `ldb` apart is [`BLayout::rows`]; the panels stored one after
+/// another, each `k` rows of 32 values, is [`BLayout::panels`] — what attention keeps
+/// its keys in (transposed), so that a product reads each panel as one contiguous run
+/// instead of `k` runs far apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BLayout {
+    /// Elements between rows `p` and `p + 1` of a panel.
+    pub row: usize,
+    /// Elements between panels `q` and `q + 1` (columns `32q..` and `32(q + 1)..`).
+    pub panel: usize,
+}
+
+impl BLayout {
+    /// Row-major, rows `ldb` apart.
+    pub const fn rows(ldb: usize) -> Self {
+        Self {
+            row: ldb,
+            panel: 32,
+        }
+    }
+
+    /// Panels of `rows` rows × 32 values, one after another (`32 · rows` apart).
+    pub const fn panels(rows: usize) -> Self {
+        Self {
+            row: 32,
+            panel: 32 * rows,
+        }
+    }
+
+    /// Whether the layout is one the kernels take: panels at least 32 apart (then the
+    /// offsets never shrink as `p` or `j` grow, so [`BLayout::span`] bounds them).
+    pub fn is_valid(&self) -> bool {
+        self.panel >= 32
+    }
+
+    /// Offset of value `(p, j)`.
+    #[inline(always)]
+    pub fn at(&self, p: usize, j: usize) -> usize {
+        (j / 32) * self.panel + p * self.row + j % 32
+    }
+
+    /// Elements a `k × n` matrix spans: up to its last value `(k - 1, n - 1)`, or row
+    /// `k - 1`'s start when `n == 0` (`None` on overflow).
+    pub fn span(&self, k: usize, n: usize) -> Option<usize> {
+        if k == 0 {
+            return Some(0);
+        }
+        let last_row = (k - 1).checked_mul(self.row)?;
+        match n {
+            0 => Some(last_row),
+            _ => ((n - 1) / 32)
+                .checked_mul(self.panel)?
+                .checked_add(last_row)?
+                .checked_add((n - 1) % 32 + 1),
+        }
+    }
+}
+
+/// The shapes of a float matrix product ([`Kernels::gemm_f32_ldb`],
+/// [`Kernels::gemm_f16b`]): `a` is `m × k`, `b` spans a `k × n` matrix in a valid
+/// layout, `c` is `m × n`.
 fn check_gemm_shapes(
     m: usize,
     k: usize,
     n: usize,
     a: usize,
     b: usize,
-    ldb: usize,
+    lay: BLayout,
     c: usize,
 ) -> Result<(), QuantError> {
     fn check(what: &'static str, expected: Option<usize>, got: usize) -> Result<(), QuantError> {
@@ -45,25 +108,16 @@ fn check_gemm_shapes(
             }),
         }
     }
-    if ldb < n {
+    if !lay.is_valid() {
         return Err(QuantError::LengthMismatch {
-            what: "row stride of b (at least n)",
-            expected: n,
-            got: ldb,
+            what: "panel stride of b (at least 32)",
+            expected: 32,
+            got: lay.panel,
         });
     }
     check("matrix a (m × k)", m.checked_mul(k), a)?;
-    check("matrix b (k × n, rows ldb apart)", b_span(k, n, ldb), b)?;
+    check("matrix b (k × n in its layout)", lay.span(k, n), b)?;
     check("matrix c (m × n)", m.checked_mul(n), c)
-}
-
-/// Elements a `k × n` matrix spans when its rows are `ldb` apart: the last row ends
-/// after its `n` values, not after `ldb` (`None` on overflow).
-pub(crate) fn b_span(k: usize, n: usize, ldb: usize) -> Option<usize> {
-    match k {
-        0 => Some(0),
-        _ => (k - 1).checked_mul(ldb)?.checked_add(n),
-    }
 }
 
 /// Names of the kernel sets.
@@ -385,30 +439,38 @@ impl Kernels {
         ldb: usize,
         c: &mut [f32],
     ) -> Result<(), QuantError> {
-        check_gemm_shapes(m, k, n, a.len(), b.len(), ldb, c.len())?;
+        if ldb < n {
+            return Err(QuantError::LengthMismatch {
+                what: "row stride of b (at least n)",
+                expected: n,
+                got: ldb,
+            });
+        }
+        let lay = BLayout::rows(ldb);
+        check_gemm_shapes(m, k, n, a.len(), b.len(), lay, c.len())?;
         // SAFETY: shapes checked above; this table exists only on CPUs that run it.
-        unsafe { (self.gemm_f32)(m, k, n, a, b, ldb, c) };
+        unsafe { (self.gemm_f32)(m, k, n, a, b, lay, c) };
         Ok(())
     }
 
-    /// [`Kernels::gemm_f32_ldb`] with `b` in f16 (attention's keys and values read
-    /// straight from an f16 cache): each value is widened exactly to f32 as it is
-    /// loaded, so the result is bit for bit [`Kernels::gemm_f32_ldb`]'s on the widened
-    /// values.
+    /// `c = a · b` in f32 with `b` in f16, laid out as `lay` says ([`BLayout`]): what
+    /// attention multiplies its keys and values by, read straight from an f16 cache.
+    /// Each value is widened exactly to f32 as it is loaded, so the result is bit for
+    /// bit [`Kernels::gemm_f32`]'s on the widened values (in row-major order).
     #[allow(clippy::too_many_arguments)]
-    pub fn gemm_f16b_ldb(
+    pub fn gemm_f16b(
         &self,
         m: usize,
         k: usize,
         n: usize,
         a: &[f32],
         b: &[f16],
-        ldb: usize,
+        lay: BLayout,
         c: &mut [f32],
     ) -> Result<(), QuantError> {
-        check_gemm_shapes(m, k, n, a.len(), b.len(), ldb, c.len())?;
+        check_gemm_shapes(m, k, n, a.len(), b.len(), lay, c.len())?;
         // SAFETY: shapes checked above; this table exists only on CPUs that run it.
-        unsafe { (self.gemm_f16b)(m, k, n, a, b, ldb, c) };
+        unsafe { (self.gemm_f16b)(m, k, n, a, b, lay, c) };
         Ok(())
     }
 

@@ -163,8 +163,8 @@ pub fn quantize_row_q8_generic(x: &[f32], y: &mut [BlockQ8]) {
     crate::quantize::quantize_row_q8(x, y)
 }
 
-/// Reference f32 matrix product `c = a · b` (all row-major: `a` is `m × k`, `b` is
-/// `k × n` with rows `ldb` apart, `c` is `m × n`, overwritten). Each output is summed
+/// Reference f32 matrix product `c = a · b` (row-major `a`, `m × k`, and `c`, `m × n`,
+/// overwritten; `b`, `k × n`, laid out as `lay` says: [`crate::BLayout`]). Each output is summed
 /// over `p = 0..k` in order, one rounding per multiply and per add. Written as row
 /// updates (`c[i] += a[i][p] · b[p]`), which the compiler vectorizes where the baseline
 /// target has SIMD (NEON on aarch64 uses this kernel as is).
@@ -174,10 +174,10 @@ pub fn gemm_f32_generic(
     n: usize,
     a: &[f32],
     b: &[f32],
-    ldb: usize,
+    lay: crate::BLayout,
     c: &mut [f32],
 ) {
-    gemm_generic(m, k, n, a, b, ldb, c, |v| v)
+    gemm_generic(m, k, n, a, b, lay, c, |v| v)
 }
 
 /// [`gemm_f32_generic`] with `b` in f16, each value widened (exactly) to f32.
@@ -187,10 +187,10 @@ pub fn gemm_f16b_generic(
     n: usize,
     a: &[f32],
     b: &[half::f16],
-    ldb: usize,
+    lay: crate::BLayout,
     c: &mut [f32],
 ) {
-    gemm_generic(m, k, n, a, b, ldb, c, half::f16::to_f32)
+    gemm_generic(m, k, n, a, b, lay, c, half::f16::to_f32)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -201,22 +201,22 @@ fn gemm_generic<B: Copy>(
     n: usize,
     a: &[f32],
     b: &[B],
-    ldb: usize,
+    lay: crate::BLayout,
     c: &mut [f32],
     widen: impl Fn(B) -> f32,
 ) {
     assert!(
-        a.len() == m * k
-            && ldb >= n
-            && Some(b.len()) == crate::dispatch::b_span(k, n, ldb)
-            && c.len() == m * n
+        a.len() == m * k && lay.is_valid() && Some(b.len()) == lay.span(k, n) && c.len() == m * n
     );
     for (ci, ai) in c.chunks_exact_mut(n.max(1)).zip(a.chunks_exact(k.max(1))) {
         ci.fill(0.0);
         for (p, &av) in ai.iter().enumerate() {
-            let bp = &b[p * ldb..p * ldb + n];
-            for (o, &bv) in ci.iter_mut().zip(bp) {
-                *o += av * widen(bv);
+            // Panel by panel: each a contiguous run of `b` (and of `c`'s row).
+            for (q, cq) in ci.chunks_mut(32).enumerate() {
+                let (at, w) = (lay.at(p, 32 * q), cq.len());
+                for (o, &bv) in cq.iter_mut().zip(&b[at..at + w]) {
+                    *o += av * widen(bv);
+                }
             }
         }
     }

@@ -33,6 +33,6 @@ pub mod packed;
 pub mod quantize;
 
 pub use block::{BlockQ4, BlockQ4A, BlockQ8, QK};
-pub use dispatch::{KernelSetName, Kernels, PackedMatrix};
+pub use dispatch::{BLayout, KernelSetName, Kernels, PackedMatrix};
 pub use error::QuantError;
 pub use packed::{BlockQ4Ax4, BlockQ4x4, BlockQ8x4, PackedBlock, ROWS};

@@ -8,7 +8,7 @@
 //! `u = 2⁻²⁴` and `T = Σ_p |a[i][p]·b[p][j]|`, so we check
 //! `|simd - reference| ≤ (2k + 4)·2⁻²⁴·T + f32::MIN_POSITIVE`. Small integers are
 //! exact on both sides and must agree bit for bit.
-use hearth_quant::{KernelSetName, Kernels, QuantError};
+use hearth_quant::{BLayout, KernelSetName, Kernels, QuantError};
 use proptest::prelude::*;
 
 fn sets() -> Vec<&'static Kernels> {
@@ -128,13 +128,42 @@ proptest! {
         let span = if k == 0 { 0 } else { (k - 1) * ldb + n };
         for set in std::iter::once(scalar()).chain(sets()) {
             let mut c = vec![f32::NAN; m * n];
-            set.gemm_f16b_ldb(m, k, n, &a, &wide[..span], ldb, &mut c).unwrap();
+            set.gemm_f16b(m, k, n, &a, &wide[..span], BLayout::rows(ldb), &mut c).unwrap();
             let want = product(set, m, k, n, &a, &widened);
             prop_assert!(c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
                 "{:?} {}×{}×{} ldb {}", set.name(), m, k, n, ldb);
             let long: Vec<f16> = wide[..span].iter().copied().chain([f16::ZERO]).collect();
-            let r = set.gemm_f16b_ldb(m, k, n, &a, &long, ldb, &mut c);
+            let r = set.gemm_f16b(m, k, n, &a, &long, BLayout::rows(ldb), &mut c);
             prop_assert!(matches!(r, Err(QuantError::LengthMismatch { .. })), "{:?}", r);
+        }
+    }
+
+    /// `b` in f16 in panels of 32 columns (each `k` rows of 32, panels `32k + gap`
+    /// apart, everything else NaN): every set gives bit for bit its f32 product of the
+    /// widened values in row-major order.
+    #[test]
+    fn gemm_f16b_reads_panels(
+        (m, k, n, a, b) in problem(false),
+        gap in 0usize..40,
+    ) {
+        use half::f16;
+        let lay = BLayout { row: 32, panel: 32 * k.max(1) + gap };
+        let span = lay.span(k, n).unwrap();
+        let mut packed = vec![f16::NAN; span];
+        let mut widened = vec![0.0f32; k * n];
+        for p in 0..k {
+            for j in 0..n {
+                let v = f16::from_f32(b[p * n + j]);
+                packed[lay.at(p, j)] = v;
+                widened[p * n + j] = v.to_f32();
+            }
+        }
+        for set in std::iter::once(scalar()).chain(sets()) {
+            let mut c = vec![f32::NAN; m * n];
+            set.gemm_f16b(m, k, n, &a, &packed, lay, &mut c).unwrap();
+            let want = product(set, m, k, n, &a, &widened);
+            prop_assert!(c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{:?} {}×{}×{} {:?}", set.name(), m, k, n, lay);
         }
     }
 

@@ -13,6 +13,7 @@
 //! they are loaded, so the products and sums are those of the f32 product on the
 //! widened values, bit for bit. Attention reads its keys and values that way, straight
 //! from the f16 cache.
+use crate::dispatch::BLayout;
 use core::arch::x86_64::*;
 use half::f16;
 
@@ -98,14 +99,10 @@ impl BValue for f16 {
 
 /// Check the shapes of a call ([`crate::dispatch::GemmF32Fn`]'s contract). The safe
 /// API never gets here with bad shapes; a panic beats reading out of bounds.
-fn check<B>(m: usize, k: usize, n: usize, a: &[f32], b: &[B], ldb: usize, c: &[f32]) {
+fn check<B>(m: usize, k: usize, n: usize, a: &[f32], b: &[B], lay: BLayout, c: &[f32]) {
     assert_eq!(Some(a.len()), m.checked_mul(k), "gemm_f32: a");
-    assert!(ldb >= n, "gemm_f32: ldb");
-    assert_eq!(
-        Some(b.len()),
-        crate::dispatch::b_span(k, n, ldb),
-        "gemm_f32: b"
-    );
+    assert!(lay.is_valid(), "gemm_f32: layout");
+    assert_eq!(Some(b.len()), lay.span(k, n), "gemm_f32: b");
     assert_eq!(Some(c.len()), m.checked_mul(n), "gemm_f32: c");
 }
 
@@ -121,23 +118,23 @@ pub(super) unsafe fn gemm_avx512<B: BValue>(
     n: usize,
     a: &[f32],
     b: &[B],
-    ldb: usize,
+    lay: BLayout,
     c: &mut [f32],
 ) {
-    check(m, k, n, a, b, ldb, c);
+    check(m, k, n, a, b, lay, c);
     let mut i0 = 0;
     while i0 < m {
         let r = (m - i0).min(8);
         let (ai, ci) = (&a[i0 * k..(i0 + r) * k], &mut c[i0 * n..(i0 + r) * n]);
         match r {
-            8 => rows512::<B, 8>(k, n, ai, b, ldb, ci),
-            7 => rows512::<B, 7>(k, n, ai, b, ldb, ci),
-            6 => rows512::<B, 6>(k, n, ai, b, ldb, ci),
-            5 => rows512::<B, 5>(k, n, ai, b, ldb, ci),
-            4 => rows512::<B, 4>(k, n, ai, b, ldb, ci),
-            3 => rows512::<B, 3>(k, n, ai, b, ldb, ci),
-            2 => rows512::<B, 2>(k, n, ai, b, ldb, ci),
-            _ => rows512::<B, 1>(k, n, ai, b, ldb, ci),
+            8 => rows512::<B, 8>(k, n, ai, b, lay, ci),
+            7 => rows512::<B, 7>(k, n, ai, b, lay, ci),
+            6 => rows512::<B, 6>(k, n, ai, b, lay, ci),
+            5 => rows512::<B, 5>(k, n, ai, b, lay, ci),
+            4 => rows512::<B, 4>(k, n, ai, b, lay, ci),
+            3 => rows512::<B, 3>(k, n, ai, b, lay, ci),
+            2 => rows512::<B, 2>(k, n, ai, b, lay, ci),
+            _ => rows512::<B, 1>(k, n, ai, b, lay, ci),
         }
         i0 += r;
     }
@@ -161,14 +158,11 @@ fn rows512<B: BValue, const R: usize>(
     n: usize,
     a: &[f32],
     b: &[B],
-    ldb: usize,
+    lay: BLayout,
     c: &mut [f32],
 ) {
     assert!(
-        a.len() == R * k
-            && c.len() == R * n
-            && Some(b.len()) == crate::dispatch::b_span(k, n, ldb)
-            && ldb >= n
+        a.len() == R * k && c.len() == R * n && Some(b.len()) == lay.span(k, n) && lay.is_valid()
     );
     let mut j0 = 0;
     while j0 < n {
@@ -176,9 +170,9 @@ fn rows512<B: BValue, const R: usize>(
         let (m0, m1) = (mask16(w), mask16(w.saturating_sub(16)));
         // Full panels with plain loads (the masks would cost registers in the loop).
         let acc = if w >= 32 {
-            panel512::<B, R, false>(k, ldb, a, b, j0, m0, m1)
+            panel512::<B, R, false>(k, lay, a, b, j0, m0, m1)
         } else {
-            panel512::<B, R, true>(k, ldb, a, b, j0, m0, m1)
+            panel512::<B, R, true>(k, lay, a, b, j0, m0, m1)
         };
         for (r, acc) in acc.iter().enumerate() {
             // SAFETY: lanes `j0..j0 + min(w, 32)` of row `r` are inside `c`
@@ -195,14 +189,14 @@ fn rows512<B: BValue, const R: usize>(
 }
 
 /// Columns `j0..j0 + 32` of `R` rows (lanes past `n` only when `MASKED`, with masks
-/// `m0`, `m1`). Caller: `a.len() == R * k`, `b` holds `k` rows `ldb` apart, each with
-/// at least `n` values (the last row may end there), `j0 < n`, and `j0 + 32 <= n`
-/// unless `MASKED`.
+/// `m0`, `m1`). Caller: `a.len() == R * k`, `b` holds a `k × n` matrix laid out as
+/// `lay` says (its span, [`BLayout::span`]), `j0 < n` a multiple of 16 (AVX2) or 32,
+/// and `j0 + 32 <= n` unless `MASKED`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
 #[inline]
 fn panel512<B: BValue, const R: usize, const MASKED: bool>(
     k: usize,
-    ldb: usize,
+    lay: BLayout,
     a: &[f32],
     b: &[B],
     j0: usize,
@@ -211,12 +205,13 @@ fn panel512<B: BValue, const R: usize, const MASKED: bool>(
 ) -> [[__m512; 2]; R] {
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     for p in 0..k {
-        // SAFETY: row `p` of `b` (at `p * ldb`) has lanes `j0..j0 + 32` in bounds when
-        // not `MASKED`; otherwise only the unmasked lanes (inside the row) are
-        // accessed, and the pointer arithmetic wraps. `a[r * k + p]` is in bounds for
+        // SAFETY: row `p`'s lanes `j0..j0 + 32` (at `lay.at(p, j0)`, contiguous: `j0` starts
+        // a panel's half or whole) are inside `b`'s span when not `MASKED`; otherwise
+        // only the unmasked lanes (columns below `n`) are accessed, and the pointer
+        // arithmetic wraps. `a[r * k + p]` is in bounds for
         // `r < R`, `p < k`. The features the loads need are this function's.
         unsafe {
-            let bp = b.as_ptr().wrapping_add(p * ldb + j0);
+            let bp = b.as_ptr().wrapping_add(lay.at(p, j0));
             let (b0, b1) = if MASKED {
                 (
                     B::load16_masked(m0, bp),
@@ -247,21 +242,21 @@ pub(super) unsafe fn gemm_avx2<B: BValue>(
     n: usize,
     a: &[f32],
     b: &[B],
-    ldb: usize,
+    lay: BLayout,
     c: &mut [f32],
 ) {
-    check(m, k, n, a, b, ldb, c);
+    check(m, k, n, a, b, lay, c);
     let mut i0 = 0;
     while i0 < m {
         let r = (m - i0).min(6);
         let (ai, ci) = (&a[i0 * k..(i0 + r) * k], &mut c[i0 * n..(i0 + r) * n]);
         match r {
-            6 => rows256::<B, 6>(k, n, ai, b, ldb, ci),
-            5 => rows256::<B, 5>(k, n, ai, b, ldb, ci),
-            4 => rows256::<B, 4>(k, n, ai, b, ldb, ci),
-            3 => rows256::<B, 3>(k, n, ai, b, ldb, ci),
-            2 => rows256::<B, 2>(k, n, ai, b, ldb, ci),
-            _ => rows256::<B, 1>(k, n, ai, b, ldb, ci),
+            6 => rows256::<B, 6>(k, n, ai, b, lay, ci),
+            5 => rows256::<B, 5>(k, n, ai, b, lay, ci),
+            4 => rows256::<B, 4>(k, n, ai, b, lay, ci),
+            3 => rows256::<B, 3>(k, n, ai, b, lay, ci),
+            2 => rows256::<B, 2>(k, n, ai, b, lay, ci),
+            _ => rows256::<B, 1>(k, n, ai, b, lay, ci),
         }
         i0 += r;
     }
@@ -286,14 +281,11 @@ fn rows256<B: BValue, const R: usize>(
     n: usize,
     a: &[f32],
     b: &[B],
-    ldb: usize,
+    lay: BLayout,
     c: &mut [f32],
 ) {
     assert!(
-        a.len() == R * k
-            && c.len() == R * n
-            && Some(b.len()) == crate::dispatch::b_span(k, n, ldb)
-            && ldb >= n
+        a.len() == R * k && c.len() == R * n && Some(b.len()) == lay.span(k, n) && lay.is_valid()
     );
     let mut j0 = 0;
     while j0 < n {
@@ -301,9 +293,9 @@ fn rows256<B: BValue, const R: usize>(
         let (m0, m1) = (mask8(w), mask8(w.saturating_sub(8)));
         // Full panels with plain loads (the masks would not fit in the 16 registers).
         let acc = if w >= 16 {
-            panel256::<B, R, false>(k, ldb, a, b, j0, (m0, m1), w)
+            panel256::<B, R, false>(k, lay, a, b, j0, (m0, m1), w)
         } else {
-            panel256::<B, R, true>(k, ldb, a, b, j0, (m0, m1), w)
+            panel256::<B, R, true>(k, lay, a, b, j0, (m0, m1), w)
         };
         for (r, acc) in acc.iter().enumerate() {
             // SAFETY: lanes `j0..j0 + min(w, 16)` of row `r` are inside `c`; masked-off
@@ -325,7 +317,7 @@ fn rows256<B: BValue, const R: usize>(
 #[inline]
 fn panel256<B: BValue, const R: usize, const MASKED: bool>(
     k: usize,
-    ldb: usize,
+    lay: BLayout,
     a: &[f32],
     b: &[B],
     j0: usize,
@@ -337,7 +329,7 @@ fn panel256<B: BValue, const R: usize, const MASKED: bool>(
     for p in 0..k {
         // SAFETY: as in [`panel512`].
         unsafe {
-            let bp = b.as_ptr().wrapping_add(p * ldb + j0);
+            let bp = b.as_ptr().wrapping_add(lay.at(p, j0));
             let (b0, b1) = if MASKED {
                 (
                     B::load8_masked(m0, w0, bp),
