@@ -8,13 +8,13 @@
 //!
 //! Matmul outputs come back from the kernels row-major by weight row (`[rows][n]`)
 //! and are transposed to token-major (`[n][rows]`) where a per-token op follows.
-use crate::llm::kv::{KvCache, KvType};
+use crate::llm::kv::{key_layout, KvCache, KvType};
 use crate::llm::ops::{self, RopeTable};
 use crate::llm::team::{Disjoint, Team};
 use crate::llm::weights::{Hparams, LayerWeights, Matrix, Weights};
 use crate::{Error, Result};
 use half::slice::HalfFloatSliceExt;
-use hearth_quant::{BlockQ8, Kernels, PackedMatrix, QK, ROWS};
+use hearth_quant::{BLayout, BlockQ8, Kernels, PackedMatrix, QK, ROWS};
 
 /// Tasks per thread (matrix × vector, token ranges): a few, so a preempted thread's
 /// share is taken by the others (tasks are handed out one at a time), yet each stays a
@@ -464,7 +464,7 @@ fn attention(
         }
         Ok(())
     })?;
-    let (kv, ctx) = (&*kv, kv.capacity());
+    let (kv, key_lay) = (&*kv, key_layout(hd));
     let (kf, vf) = (&s.kf[..nkv * hist], &s.vf[..nkv * hist]);
 
     // 2. Units of work: kv head `h`, tokens `t0..t0 + tb` (tb ≤ ATT_TOKENS): `tb·group`
@@ -535,16 +535,17 @@ fn attention(
             }
         }
         // Causal: the unit's last token sees positions `0..lu`, so only those columns
-        // of the keys (a leading part of each row of `kf[h]`) and rows of the values
-        // take part; the scores are `[r][lu]`.
+        // of the keys' transpose and rows of the values take part; the scores are
+        // `[r][lu]`.
         let (q, lu) = (&*qh, pos + t0 + tb);
         let sc = &mut sc[..r * lu];
-        // The keys' transpose is `[hd][·]` with rows `ctx` (f16 cache) or `len` (f32
-        // copy) apart, the values `[·][hd]`; both are read up to position `lu`.
+        // The keys' transpose is `[hd][·]`, in panels (f16 cache) or with rows `len`
+        // apart (f32 copy), the values `[·][hd]`; both are read up to position `lu`.
         let f16 = kv.head_ref(li, h).f16();
         match f16 {
             Some((kc, _)) => {
-                kern.gemm_f16b_ldb(r, hd, lu, q, &kc[..(hd - 1) * ctx + lu], ctx, sc)?
+                let span = key_lay.span(hd, lu).expect("the keys fit in memory");
+                kern.gemm_f16b(r, hd, lu, q, &kc[..span], key_lay, sc)?
             }
             None => {
                 let kf = &kf[h * len * hd..][..(hd - 1) * len + lu];
@@ -557,7 +558,9 @@ fn attention(
             row[seen..].fill(0.0);
         }
         match f16 {
-            Some((_, vc)) => kern.gemm_f16b_ldb(r, lu, hd, sc, &vc[..lu * hd], hd, out)?,
+            Some((_, vc)) => {
+                kern.gemm_f16b(r, lu, hd, sc, &vc[..lu * hd], BLayout::rows(hd), out)?
+            }
             None => kern.gemm_f32(r, lu, hd, sc, &vf[h * len * hd..][..lu * hd], out)?,
         }
         // Token t0 + i's rows (i, 0..group) are heads h·group.. of its output row.

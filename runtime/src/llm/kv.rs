@@ -1,10 +1,13 @@
 //! The key/value cache: a fixed context budget chosen when a session starts.
 //!
-//! Layout: values `[layer][kv_head][pos][head_dim]`; keys the same in Q8, but
-//! **transposed** in f16, `[layer][kv_head][head_dim][ctx]`: attention multiplies the
-//! queries by the keys' transpose and the probabilities by the values, both straight
-//! from an f16 cache ([`HeadRef::f16`]), each a row-major matrix with rows `ctx` resp.
-//! `head_dim` apart. One head's history is one contiguous run either way.
+//! Layout: values `[layer][kv_head][pos][head_dim]`; keys the same in Q8, but in f16
+//! **transposed in panels** of 32 positions, `[layer][kv_head][pos / 32][head_dim][32]`
+//! ([`KEY_LAYOUT`]): attention multiplies the queries by the keys' transpose and the
+//! probabilities by the values, both straight from an f16 cache ([`HeadRef::f16`]), and
+//! each 32 positions' keys are one contiguous 4 KiB run for the product to stream (a
+//! plain `[head_dim][ctx]` transpose made a decode step read `head_dim` runs far apart
+//! per 32 positions). Positions are allocated in multiples of 32. One head's history
+//! is one contiguous run either way.
 //! Memory is allocated once, up front ([`KvCache::bytes`] says how much); writing
 //! past the budget is an error, never a silent overflow.
 use crate::llm::team::{Disjoint, Team};
@@ -12,7 +15,16 @@ use crate::{Error, Result};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 use hearth_quant::quantize::quantize_row_q8;
-use hearth_quant::{BlockQ8, QK};
+use hearth_quant::{BLayout, BlockQ8, QK};
+
+/// Positions are allocated in multiples of this (the f16 keys' panel width).
+const PANEL: usize = 32;
+
+/// Where an f16 cache keeps key `p`'s dimension `d` within its head: value `(d, p)` of
+/// the keys' transpose in panels of 32 positions ([`BLayout::panels`]).
+pub(crate) fn key_layout(head_dim: usize) -> BLayout {
+    BLayout::panels(head_dim)
+}
 
 /// Storage type of cached keys and values.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -183,19 +195,25 @@ impl KvHead<'_> {
             )));
         }
         match &mut self.k {
-            // Transposed: dimension `d` of the `m` keys is one run of row `d`, gathered
-            // through a stack buffer (the slice conversion is vectorized).
+            // Transposed in panels: the keys' dimension `d` at positions `p0..p0 + run`
+            // (within one panel) is one run, gathered through a stack buffer (the slice
+            // conversion is vectorized).
             ValuesMut::F16(kc) => {
-                let mut buf = [0.0f32; 64];
-                for t0 in (0..m).step_by(64) {
-                    let b = &mut buf[..(m - t0).min(64)];
+                let lay = key_layout(hd);
+                let mut buf = [0.0f32; PANEL];
+                let mut t = 0;
+                while t < m {
+                    let p0 = pos + t;
+                    let run = (PANEL - p0 % PANEL).min(m - t);
+                    let b = &mut buf[..run];
                     for d in 0..hd {
                         for (i, x) in b.iter_mut().enumerate() {
-                            *x = k[(t0 + i) * hd + d];
+                            *x = k[(t + i) * hd + d];
                         }
-                        let at = d * ctx + pos + t0;
-                        kc[at..at + b.len()].convert_from_f32_slice(b);
+                        let at = lay.at(d, p0);
+                        kc[at..at + run].convert_from_f32_slice(b);
                     }
+                    t += run;
                 }
             }
             ValuesMut::Q8(_) => self.k.write(pos * hd, k),
@@ -225,8 +243,8 @@ pub(crate) struct HeadRef<'a> {
 }
 
 impl<'a> HeadRef<'a> {
-    /// An f16 cache's keys, transposed (`[head_dim][ctx]`), and values (`[ctx][head_dim]`)
-    /// as stored; `None` for Q8.
+    /// An f16 cache's keys, transposed in panels ([`key_layout`]), and values
+    /// (`[·][head_dim]`) as stored; `None` for Q8.
     pub fn f16(&self) -> Option<(&'a [f16], &'a [f16])> {
         match (self.k, self.v) {
             (Values::F16(k), Values::F16(v)) => Some((k, v)),
@@ -241,8 +259,12 @@ impl<'a> HeadRef<'a> {
         assert!(len <= ctx, "KV read out of bounds");
         match self.k {
             Values::F16(k) => {
+                let lay = key_layout(hd);
                 for (d, row) in kt[..hd * len].chunks_exact_mut(len.max(1)).enumerate() {
-                    k[d * ctx..d * ctx + len].convert_to_f32_slice(row);
+                    for (q, out) in row.chunks_mut(PANEL).enumerate() {
+                        let at = lay.at(d, q * PANEL);
+                        k[at..at + out.len()].convert_to_f32_slice(out);
+                    }
                 }
             }
             // Keys go through `v`, then are transposed.
@@ -257,9 +279,10 @@ impl<'a> HeadRef<'a> {
         assert!(len <= ctx, "KV read out of bounds");
         match self.k {
             Values::F16(kc) => {
+                let lay = key_layout(hd);
                 for d in 0..hd {
-                    for (j, x) in kc[d * ctx..d * ctx + len].iter().enumerate() {
-                        k[j * hd + d] = x.to_f32();
+                    for j in 0..len {
+                        k[j * hd + d] = kc[lay.at(d, j)].to_f32();
                     }
                 }
             }
@@ -277,6 +300,8 @@ pub struct KvCache {
     n_kv: usize,
     head_dim: usize,
     ctx: usize,
+    /// Positions allocated per head: `ctx` rounded up to [`PANEL`].
+    slots: usize,
     k: Store,
     v: Store,
 }
@@ -298,9 +323,10 @@ impl KvCache {
                 "q8 KV cache needs head_dim a multiple of {QK}, got {head_dim}"
             )));
         }
+        let slots = ctx.next_multiple_of(PANEL);
         let values = n_layers
             .checked_mul(n_kv)
-            .and_then(|v| v.checked_mul(ctx))
+            .and_then(|v| v.checked_mul(slots))
             .and_then(|v| v.checked_mul(head_dim))
             .ok_or_else(|| Error::Invalid(format!("context {ctx} is too large")))?;
         Ok(Self {
@@ -309,6 +335,7 @@ impl KvCache {
             n_kv,
             head_dim,
             ctx,
+            slots,
             k: Store::new(ty, values),
             v: Store::new(ty, values),
         })
@@ -327,7 +354,7 @@ impl KvCache {
         head_dim: usize,
         ctx: usize,
     ) -> usize {
-        let values = n_layers * n_kv * head_dim * ctx;
+        let values = n_layers * n_kv * head_dim * ctx.next_multiple_of(PANEL);
         match ty {
             KvType::F16 => 2 * values * 2,
             KvType::Q8 => 2 * (values / QK) * std::mem::size_of::<BlockQ8>(),
@@ -346,7 +373,7 @@ impl KvCache {
 
     #[inline]
     fn offset(&self, layer: usize, head: usize, pos: usize) -> usize {
-        ((layer * self.n_kv + head) * self.ctx + pos) * self.head_dim
+        ((layer * self.n_kv + head) * self.slots + pos) * self.head_dim
     }
 
     /// Head `head` of `layer` (asserted in range).
@@ -355,7 +382,7 @@ impl KvCache {
             layer < self.n_layers && head < self.n_kv,
             "KV head out of range"
         );
-        let (at, len) = (self.offset(layer, head, 0), self.ctx * self.head_dim);
+        let (at, len) = (self.offset(layer, head, 0), self.slots * self.head_dim);
         KvHead {
             k: self.k.values_mut(at, len),
             v: self.v.values_mut(at, len),
@@ -374,8 +401,8 @@ impl KvCache {
         f: &(dyn Fn(usize, KvHead<'_>) -> Result<()> + Sync),
     ) -> Result<()> {
         assert!(layer < self.n_layers, "KV layer out of range");
-        let (n_kv, hd, ctx) = (self.n_kv, self.head_dim, self.ctx);
-        let (at, len) = (self.offset(layer, 0, 0), n_kv * ctx * hd);
+        let (n_kv, hd, ctx, slots) = (self.n_kv, self.head_dim, self.ctx, self.slots);
+        let (at, len) = (self.offset(layer, 0, 0), n_kv * slots * hd);
         fn parts(s: &mut Store, at: usize, len: usize) -> Parts<'_> {
             match s.values_mut(at, len) {
                 ValuesMut::F16(v) => Parts::F16(Disjoint::new(v)),
@@ -385,11 +412,11 @@ impl KvCache {
         let (k, v) = (parts(&mut self.k, at, len), parts(&mut self.v, at, len));
         let task = |h: usize| {
             // SAFETY: a job runs each task number once, and task `h` alone takes head
-            // `h`'s values (`h·ctx·hd..(h + 1)·ctx·hd` of the layer).
+            // `h`'s values (`h·slots·hd..(h + 1)·slots·hd` of the layer).
             let (k, v) = unsafe {
                 (
-                    k.part(h * ctx * hd, ctx * hd),
-                    v.part(h * ctx * hd, ctx * hd),
+                    k.part(h * slots * hd, slots * hd),
+                    v.part(h * slots * hd, slots * hd),
                 )
             };
             let head = KvHead {
