@@ -2,7 +2,10 @@
 //!
 //! Like llama-bench: `pp` runs a prompt of `-p` tokens in one go from an empty
 //! cache; `tg` generates `-n` tokens one at a time from an empty cache. Each test is
-//! repeated `-r` times and the mean reported.
+//! repeated `-r` times and the mean reported, after one untimed warm-up (a prompt of
+//! `-p` tokens and one generated token, as llama-bench does; `--no-warmup` skips it):
+//! the first pass over a freshly mapped model pays its page faults and wakes the
+//! thread team, which is not what a running assistant sees.
 use super::run::{load_engine, EngineArgs};
 use anyhow::Result;
 use clap::Args;
@@ -26,6 +29,9 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Time the first pass too (no untimed warm-up run before the repetitions).
+    #[arg(long)]
+    pub no_warmup: bool,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -51,6 +57,16 @@ pub fn run(a: BenchArgs) -> Result<()> {
         .collect();
     let ctx = (a.p.max(a.n) + 1).min(engine.hparams().context_length);
     let mut session = engine.new_session(ctx)?;
+    if !a.no_warmup {
+        if a.p > 0 {
+            session.reset();
+            session.prefill(&tokens[..a.p])?;
+        }
+        if a.n > 0 {
+            session.reset();
+            session.decode(tokens[0])?;
+        }
+    }
     let (mut pp_ms, mut tg_ms) = (0.0, 0.0);
     for _ in 0..a.reps {
         if a.p > 0 {
