@@ -76,6 +76,21 @@ def hearth_model(policy):
     return out
 
 
+def drop_page_cache(*paths):
+    """Evict files from the page cache (POSIX_FADV_DONTNEED), so that the next run reads
+    them afresh, as it would a just-converted model. hearth maps its models with
+    MADV_HUGEPAGE, and what it faults in from disk lands in 2 MiB pages; pages that plain
+    reads cached earlier (`hearth inspect`, a copy) stay 4 KiB ones, and a decode step
+    over those ran 25-30% slower (BENCHMARKS.md, "2 MiB pages"). Both sides' files are
+    dropped, so both start from disk; each bench warms up before it times anything."""
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def llama_model(peer, stem):
     """SmolLM2 for llama.cpp: the shipped Q4_1 file, or a requantization of it (cached)."""
     if stem == "Q4_1":
