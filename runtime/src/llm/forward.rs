@@ -53,7 +53,8 @@ pub(crate) struct Scratch {
     /// `[ffn][B]` gate and up projections (then silu(gate)·up in `gate`).
     gate: Vec<f32>,
     up: Vec<f32>,
-    /// `[B][ffn]` MLP hidden, token-major.
+    /// `[B][max(ffn, q_dim)]` MLP hidden, token-major; its bytes also hold Q8 rows
+    /// ([`hb_blocks`]): the attention output's, then the MLP hidden's.
     hb: Vec<f32>,
     /// `[dim][B]` output of the o / down projections.
     proj: Vec<f32>,
@@ -84,6 +85,7 @@ pub(crate) struct ScratchLens {
     q: usize,
     kv: usize,
     ffn: usize,
+    hb: usize,
     proj: usize,
     kvf: usize,
     scores: usize,
@@ -102,6 +104,7 @@ impl ScratchLens {
             q: b * hp.q_dim(),
             kv: b * hp.kv_dim(),
             ffn: b * hp.ffn_dim,
+            hb: b * hp.ffn_dim.max(hp.q_dim()),
             proj: b * hp.dim,
             kvf: match kv {
                 KvType::F16 => 0,
@@ -120,7 +123,8 @@ impl ScratchLens {
             + self.xb
             + 3 * self.q
             + 4 * self.kv
-            + 3 * self.ffn
+            + 2 * self.ffn
+            + self.hb
             + self.proj
             + 2 * self.kvf
             + self.scores
@@ -151,7 +155,7 @@ impl Scratch {
             vt: z(l.kv),
             gate: z(l.ffn),
             up: z(l.ffn),
-            hb: z(l.ffn),
+            hb: z(l.hb),
             proj: z(l.proj),
             kf: z(l.kvf),
             vf: z(l.kvf),
@@ -262,21 +266,33 @@ pub(crate) fn forward(
             .row_into(tok as usize, &mut s.x[t * dim..(t + 1) * dim]);
     }
 
+    // Whether the output projections (Wo, Wd) run fused with the residual add and the
+    // next norm, cut by tokens (see `project_add_norm`): for every packed model once
+    // each thread has a run of tokens to itself.
+    let fused = n >= FUSE_TOKENS * ex.threads()
+        && w.layers.iter().all(|l| {
+            [&l.wo, &l.w_gate, &l.w_up, &l.w_down]
+                .iter()
+                .all(|m| matches!(m, Matrix::Packed(_)))
+        });
     // Whether `proj` holds the previous layer's MLP output, not yet added to `x`.
     let mut pending = false;
     for (li, l) in w.layers.iter().enumerate() {
         // ---- attention block ----
         // x[t] += proj[·][t] (the previous MLP's output);
         // xb[t] = rmsnorm(x[t]) · attn_norm  [n][dim];  xq = Q8(xb)
-        residual_norm(
-            ex,
-            &mut s.x[..n * dim],
-            pending.then_some(&s.proj[..dim * n]),
-            n,
-            (l.attn_norm, hp.norm_eps),
-            any_float(&[&l.wq, &l.wk, &l.wv]).then_some(&mut s.xb[..n * dim]),
-            &mut s.xq[..n * dim / QK],
-        )?;
+        // (fused: the previous layer's last job did this)
+        if li == 0 || !fused {
+            residual_norm(
+                ex,
+                &mut s.x[..n * dim],
+                pending.then_some(&s.proj[..dim * n]),
+                n,
+                (l.attn_norm, hp.norm_eps),
+                any_float(&[&l.wq, &l.wk, &l.wv]).then_some(&mut s.xb[..n * dim]),
+                &mut s.xq[..n * dim / QK],
+            )?;
+        }
         let (xb, xq) = (&s.xb[..n * dim], &s.xq[..n * dim / QK]);
         // qt = Wq·xb  [q_dim][n],  kt = Wk·xb, vt = Wv·xb  [kv_dim][n]
         let (qt, kt, vt) = (
@@ -286,36 +302,62 @@ pub(crate) fn forward(
         );
         matmuls(ex, [(&l.wq, qt), (&l.wk, kt), (&l.wv, vt)], xq, xb, n)?;
         // k, v (+ biases, RoPE on k) appended to the cache at pos + t;
-        // xb = attention(q (+ bias, RoPE), cache)  [n][q_dim];  xq = Q8(xb)
+        // att = attention(q (+ bias, RoPE), cache)  [n][q_dim]: its Q8 in hb's storage
+        // (ahq), the f32 rows in xb when Wo takes them
         attention(hp, l, ex, kv, rope, li, pos, n, s)?;
-        let (att, xq) = (&s.xb[..n * qd], &s.xq[..n * qd / QK]);
-        // proj = Wo·att  [dim][n]
-        matmuls(ex, [(&l.wo, &mut s.proj[..dim * n])], xq, att, n)?;
+        let (att, ahq) = (&s.xb[..n * qd], &hb_blocks(&mut s.hb, n * qd / QK)[..]);
 
         // ---- MLP block ----
-        // x[t] += proj[·][t];  xb[t] = rmsnorm(x[t]) · ffn_norm  [n][dim];  xq = Q8(xb)
-        residual_norm(
-            ex,
-            &mut s.x[..n * dim],
-            Some(&s.proj[..dim * n]),
-            n,
-            (l.ffn_norm, hp.norm_eps),
-            any_float(&[&l.w_gate, &l.w_up]).then_some(&mut s.xb[..n * dim]),
-            &mut s.xq[..n * dim / QK],
-        )?;
+        // x[t] += Wo·att[t];  xb[t] = rmsnorm(x[t]) · ffn_norm  [n][dim];  xq = Q8(xb)
+        let keep = any_float(&[&l.w_gate, &l.w_up]);
+        if fused {
+            let (x, y) = (&mut s.x[..n * dim], &mut s.proj[..dim * n]);
+            let xb = keep.then_some(&mut s.xb[..n * dim]);
+            let norm = Some((l.ffn_norm, hp.norm_eps));
+            project_add_norm(ex, &l.wo, ahq, n, x, y, norm, xb, &mut s.xq[..n * dim / QK])?;
+        } else {
+            // proj = Wo·att  [dim][n]
+            matmuls(ex, [(&l.wo, &mut s.proj[..dim * n])], ahq, att, n)?;
+            residual_norm(
+                ex,
+                &mut s.x[..n * dim],
+                Some(&s.proj[..dim * n]),
+                n,
+                (l.ffn_norm, hp.norm_eps),
+                keep.then_some(&mut s.xb[..n * dim]),
+                &mut s.xq[..n * dim / QK],
+            )?;
+        }
         let (xb, xq) = (&s.xb[..n * dim], &s.xq[..n * dim / QK]);
         if let (Matrix::Packed(_), Matrix::Packed(_), Matrix::Packed(_)) =
             (&l.w_gate, &l.w_up, &l.w_down)
         {
             // hq = Q8(silu(Wg·xb)·(Wu·xb))  [n][ffn / 32], in hb's storage (the f32
             // hidden is not needed); x += Wd·hq
-            let hq: &mut [BlockQ8] = bytemuck::cast_slice_mut(
-                &mut bytemuck::cast_slice_mut::<f32, u8>(&mut s.hb[..])
-                    [..n * ffn / QK * std::mem::size_of::<BlockQ8>()],
-            );
+            let hq = hb_blocks(&mut s.hb, n * ffn / QK);
             let (gate, up) = (&mut s.gate[..ffn * n], &mut s.up[..ffn * n]);
             mlp_hidden(ex, &l.w_gate, &l.w_up, xq, n, gate, up, hq)?;
             let hq = &*hq;
+            if fused {
+                // x[t] += Wd·hq[t], then the next layer's attention norm into xb/xq
+                let next = w.layers.get(li + 1);
+                let norm = next.map(|nl| (nl.attn_norm, hp.norm_eps));
+                let keep = next.is_some_and(|nl| any_float(&[&nl.wq, &nl.wk, &nl.wv]));
+                let (x, y) = (&mut s.x[..n * dim], &mut s.proj[..dim * n]);
+                let xb = keep.then_some(&mut s.xb[..n * dim]);
+                project_add_norm(
+                    ex,
+                    &l.w_down,
+                    hq,
+                    n,
+                    x,
+                    y,
+                    norm,
+                    xb,
+                    &mut s.xq[..n * dim / QK],
+                )?;
+                continue;
+            }
             matmuls(ex, [(&l.w_down, &mut s.proj[..dim * n])], hq, &[], n)?;
         } else {
             // gate = Wg·xb, up = Wu·xb  [ffn][n];  gate = silu(gate)·up (elementwise)
@@ -488,7 +530,7 @@ fn attention(
     let keep_f32 = any_float(&[&l.wo]) || !blocks;
     let (xb, xq) = (
         Disjoint::new(&mut s.xb[..n * qd]),
-        Disjoint::new(&mut s.xq[..n * qd / QK]),
+        Disjoint::new(hb_blocks(&mut s.hb, n * qd / QK)),
     );
     let qt = &s.qt[..qd * n];
     ex.run_members(nkv * units, &|u, m| {
@@ -582,7 +624,7 @@ fn attention(
         Ok(())
     })?;
     if !blocks {
-        kern.quantize_row_q8(&s.xb[..n * qd], &mut s.xq[..n * qd / QK])?;
+        kern.quantize_row_q8(&s.xb[..n * qd], hb_blocks(&mut s.hb, n * qd / QK))?;
     }
     Ok(())
 }
@@ -592,10 +634,76 @@ const NORM_TOKENS: usize = 4;
 /// Values per piece of a normed row that is only quantized (a stack buffer; a multiple
 /// of QK).
 const NORM_PIECE: usize = 1024;
+/// Fewest tokens per thread for [`project_add_norm`] (below, the output projections are
+/// cut by rows as usual: a decode step has one token).
+const FUSE_TOKENS: usize = 16;
 
 /// Whether any of these matrices takes f32 input (then the normed rows are kept).
 fn any_float(ms: &[&Matrix<'_>]) -> bool {
     ms.iter().any(|m| !matches!(m, Matrix::Packed(_)))
+}
+
+/// The first `len` Q8 blocks of `hb`'s bytes.
+fn hb_blocks(hb: &mut [f32], len: usize) -> &mut [BlockQ8] {
+    bytemuck::cast_slice_mut(
+        &mut bytemuck::cast_slice_mut::<f32, u8>(hb)[..len * std::mem::size_of::<BlockQ8>()],
+    )
+}
+
+/// A norm step: the weights and epsilon, the f32 normed rows (when kept) and their Q8.
+type Norm<'a> = ((&'a [f32], f32), Option<&'a mut [f32]>, &'a mut [BlockQ8]);
+
+/// For a run of tokens' rows of `x` (`[nt][dim]`): `x[j] += p[·][c0 + j]` when `p` (a
+/// `[dim][stride]` matrix, given with its stride and first column) is given, then the
+/// norm when given: `xq[j] = Q8(rmsnorm(x[j]) · w)` and `xb[j]` the f32 row when kept.
+/// Without `xb` the normed row goes through a stack buffer in pieces (rmsnorm's own
+/// steps, so the same bits).
+fn add_norm(
+    k: &Kernels,
+    x: &mut [f32],
+    dim: usize,
+    p: Option<(&[f32], usize, usize)>,
+    norm: Option<Norm<'_>>,
+) -> Result<()> {
+    if let Some((p, stride, c0)) = p {
+        let nt = x.len() / dim;
+        // Row by row of `p` (a contiguous run of these tokens each), into the tokens'
+        // rows of `x` (a few KiB: they stay in L1).
+        for (r, p) in p.chunks_exact(stride).enumerate() {
+            for (j, &v) in p[c0..c0 + nt].iter().enumerate() {
+                x[j * dim + r] += v;
+            }
+        }
+    }
+    let Some(((w, eps), xb, xq)) = norm else {
+        return Ok(());
+    };
+    match xb {
+        Some(xb) => {
+            for (x, xb) in x.chunks_exact(dim).zip(xb.chunks_exact_mut(dim)) {
+                ops::rmsnorm(xb, x, w, eps);
+            }
+            k.quantize_row_q8(xb, xq)?;
+        }
+        None => {
+            let mut buf = [0.0f32; NORM_PIECE];
+            for (x, xq) in x.chunks_exact(dim).zip(xq.chunks_exact_mut(dim / QK)) {
+                let scale = ops::rms_scale(x, eps);
+                for ((x, w), xq) in x
+                    .chunks(NORM_PIECE)
+                    .zip(w.chunks(NORM_PIECE))
+                    .zip(xq.chunks_mut(NORM_PIECE / QK))
+                {
+                    let b = &mut buf[..x.len()];
+                    for ((o, &v), &g) in b.iter_mut().zip(x).zip(w) {
+                        *o = v * scale * g;
+                    }
+                    k.quantize_row_q8(b, xq)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// For every token `t` of `n`: `x[t] += proj[·][t]` (the residual add of a `[dim][n]`
@@ -608,9 +716,9 @@ fn any_float(ms: &[&Matrix<'_>]) -> bool {
 /// between two matmul jobs. One range per thread rather than a few: the caller takes
 /// the first, a worker the next, layer after layer, so each core keeps updating the
 /// same rows of `x` (with 4 ranges per thread they wandered between the cores and the
-/// step took 3.8× its 1-thread time at 2 threads, against 2.2× now). Without `xb` the normed row goes through a stack buffer: writing it to
-/// `xb` made the cores trade `xb`'s lines every layer (the attention units write it
-/// too), for nothing when no float matrix reads it.
+/// step took 3.8× its 1-thread time at 2 threads, against 2.2× now). Without `xb` the
+/// normed rows go through a stack buffer: writing them to `xb` made the cores trade
+/// `xb`'s lines every layer, for nothing when no float matrix reads it.
 #[allow(clippy::too_many_arguments)]
 fn residual_norm(
     ex: Exec<'_>,
@@ -643,42 +751,73 @@ fn residual_norm(
                 xqs.part(t0 * nb, (t1 - t0) * nb),
             )
         };
-        if let Some(p) = proj {
-            // Row by row of `proj` (a contiguous run of this task's tokens each), into
-            // the task's tokens of `x` (a few KiB: they stay in L1).
-            for (r, p) in p.chunks_exact(n).enumerate() {
-                for (j, &v) in p[t0..t1].iter().enumerate() {
-                    x[j * dim + r] += v;
-                }
-            }
-        }
-        match xb {
-            Some(xb) => {
-                for (x, xb) in x.chunks_exact(dim).zip(xb.chunks_exact_mut(dim)) {
-                    ops::rmsnorm(xb, x, w, eps);
-                }
-                ex.kernels.quantize_row_q8(xb, xq)?;
-            }
-            None => {
-                let mut buf = [0.0f32; NORM_PIECE];
-                for (x, xq) in x.chunks_exact(dim).zip(xq.chunks_exact_mut(nb)) {
-                    // rmsnorm's own steps, a piece at a time (the same bits).
-                    let scale = ops::rms_scale(x, eps);
-                    for ((x, w), xq) in x
-                        .chunks(NORM_PIECE)
-                        .zip(w.chunks(NORM_PIECE))
-                        .zip(xq.chunks_mut(NORM_PIECE / QK))
-                    {
-                        let b = &mut buf[..x.len()];
-                        for ((o, &v), &g) in b.iter_mut().zip(x).zip(w) {
-                            *o = v * scale * g;
-                        }
-                        ex.kernels.quantize_row_q8(b, xq)?;
-                    }
-                }
-            }
-        }
-        Ok(())
+        add_norm(
+            ex.kernels,
+            x,
+            dim,
+            proj.map(|p| (p, n, t0)),
+            Some(((w, eps), xb, xq)),
+        )
+    })
+}
+
+/// `x[t] += W·h[t]` for every token `t` of `n` (`h`: Q8 rows of `W`'s input), then,
+/// when `norm` is given, the next norm as [`residual_norm`] does it (into `xb` when
+/// given, and `xq`): the output projections (Wo, Wd) of a prefill, as one job over token
+/// ranges, one per thread. A task multiplies its own tokens (into `y`'s columns
+/// `[dim][t1 - t0]` at `y[t0·dim..]`), adds them to their rows of `x` and norms them,
+/// all on one core with no job in between: cut by rows, the product's rows were split
+/// between the cores and every token's norm read half of them from the other core, and
+/// every task prepared every token's activations. Each output is the same kernel code
+/// on the same values whatever tokens share its call, so the bits equal [`matmuls`] +
+/// [`residual_norm`]'s.
+#[allow(clippy::too_many_arguments)]
+fn project_add_norm(
+    ex: Exec<'_>,
+    w: &Matrix<'_>,
+    h: &[BlockQ8],
+    n: usize,
+    x: &mut [f32],
+    y: &mut [f32],
+    norm: Option<(&[f32], f32)>,
+    xb: Option<&mut [f32]>,
+    xq: &mut [BlockQ8],
+) -> Result<()> {
+    let dim = w.rows();
+    let (nb, hn) = (dim / QK, h.len() / n);
+    assert!(
+        x.len() == n * dim
+            && y.len() == dim * n
+            && h.len() == n * hn
+            && xb.as_ref().is_none_or(|xb| xb.len() == n * dim)
+            && xq.len() == n * nb
+            && norm.is_none_or(|(w, _)| w.len() == dim),
+        "project_add_norm: shapes"
+    );
+    let per = n.div_ceil(ex.threads()).max(NORM_TOKENS);
+    let (xs, ys, xqs) = (Disjoint::new(x), Disjoint::new(y), Disjoint::new(xq));
+    let xbs = xb.map(Disjoint::new);
+    ex.run(n.div_ceil(per), &|i| {
+        let (t0, t1) = (i * per, ((i + 1) * per).min(n));
+        let nt = t1 - t0;
+        // SAFETY: task `i` alone writes tokens `t0..t1` of `x`, `xb` and `xq`, and
+        // `y[t0·dim..t1·dim]`.
+        let (x, y, xb, xq) = unsafe {
+            (
+                xs.part(t0 * dim, nt * dim),
+                ys.part(t0 * dim, nt * dim),
+                xbs.as_ref().map(|d| d.part(t0 * dim, nt * dim)),
+                xqs.part(t0 * nb, nt * nb),
+            )
+        };
+        matmul_rows(ex.kernels, w, 0, dim, &h[t0 * hn..t1 * hn], &[], nt, y)?;
+        add_norm(
+            ex.kernels,
+            x,
+            dim,
+            Some((&*y, nt, 0)),
+            norm.map(|wn| (wn, xb, xq)),
+        )
     })
 }
 
