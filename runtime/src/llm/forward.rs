@@ -16,10 +16,14 @@ use crate::{Error, Result};
 use half::slice::HalfFloatSliceExt;
 use hearth_quant::{BLayout, BlockQ8, Kernels, PackedMatrix, QK, ROWS};
 
-/// Tasks per thread of a matrix × vector: a few, so a preempted thread's
-/// share is taken by the others (tasks are handed out one at a time), yet each stays a
-/// long run of rows.
-const TASKS_PER_THREAD: usize = 4;
+/// Tasks per thread of a matrix × vector: one, so each thread streams one long run of
+/// rows (a decode step is bound by the weights' reading, and every new stream starts
+/// cold for the hardware prefetchers): at 2 threads, 4 tasks per thread decoded at
+/// 158–180 (Q8) and 295–339 t/s (Q4), 2 at 159–200 and 318–368, 1 at 168–222 and
+/// 385–411 (BENCHMARKS.md "Decode in one task per thread"). A thread that is late still
+/// has its task taken by another (tasks are handed out one at a time), just not a
+/// part of one.
+const TASKS_PER_THREAD: usize = 1;
 /// Tasks per thread of a matrix × matrix (prefill): fewer, as each task costs more there
 /// (its own activation preparation and tile sweeps): a 512-token prefill cut into the
 /// 2-thread tasks but run on one thread took 12% longer with 4 tasks per thread, 4% with
