@@ -43,7 +43,8 @@ pub(crate) struct Scratch {
     pub batch: usize,
     /// `[B][dim]` the residual stream.
     x: Vec<f32>,
-    /// `[B][max(dim, q_dim)]` normed input of a block / attention output.
+    /// `[B][max(dim, q_dim)]` normed input of a block / attention output, in f32: written
+    /// only when a float matrix reads it (packed ones read `xq`).
     xb: Vec<f32>,
     /// `[B][max(dim, q_dim, ffn) / 32]` the quantized matmul input.
     xq: Vec<BlockQ8>,
@@ -60,18 +61,20 @@ pub(crate) struct Scratch {
     /// `[B][max(ffn, q_dim)]` MLP hidden, token-major; its bytes also hold Q8 rows
     /// ([`hb_blocks`]): the attention output's, then the MLP hidden's.
     hb: Vec<f32>,
-    /// `[dim][B]` output of the o / down projections.
+    /// `[dim][B]` output of the o / down projections (cut by tokens: each token range's
+    /// `[dim][t1 - t0]` block at `t0·dim`).
     proj: Vec<f32>,
     /// `[n_kv][head_dim][len]` one layer's cached keys, transposed, and
     /// `[n_kv][len][head_dim]` its values, as f32 (`len ≤ ctx` positions): a Q8 cache's
     /// only (an f16 one is read as it is; then these are empty).
     kf: Vec<f32>,
     vf: Vec<f32>,
-    /// `[n_kv][B·group][head_dim]` scaled queries, grouped by kv head, rows `(t, g)`.
+    /// The attention units' scratch, `[n_kv][B·group]` rows in all (rows `(t, g)` of a
+    /// unit; a slot of `ATT_TOKENS·group` rows per thread when they fit): f16-rounded
+    /// queries (`[·][head_dim]`), scores then probabilities (`[·][len]`), outputs
+    /// (`[·][head_dim]`).
     qh: Vec<f32>,
-    /// `[n_kv][B·group][len]` attention scores, then probabilities.
     scores: Vec<f32>,
-    /// `[n_kv][B·group][head_dim]` attention outputs, grouped like `qh`.
     att: Vec<f32>,
     /// `[vocab][B']` head output; `[B'][vocab]` logits (`B' = 1` unless all logits
     /// were asked for, then grown once to `B`).
