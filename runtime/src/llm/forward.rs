@@ -20,7 +20,7 @@ use hearth_quant::{BLayout, BlockQ8, Kernels, PackedMatrix, QK, ROWS};
 /// rows (a decode step is bound by the weights' reading, and every new stream starts
 /// cold for the hardware prefetchers): at 2 threads, 4 tasks per thread decoded at
 /// 158–180 (Q8) and 295–339 t/s (Q4), 2 at 159–200 and 318–368, 1 at 168–222 and
-/// 385–411 (BENCHMARKS.md "Decode in one task per thread"). A thread that is late still
+/// 385–411 (BENCHMARKS.md, "… one decode task per thread"). A thread that is late still
 /// has its task taken by another (tasks are handed out one at a time), just not a
 /// part of one.
 const TASKS_PER_THREAD: usize = 1;
@@ -216,10 +216,7 @@ impl Exec<'_> {
 
     /// `f(0..n)`, on the team when there is one.
     fn run(&self, n: usize, f: &(dyn Fn(usize) -> Result<()> + Sync)) -> Result<()> {
-        match self.team {
-            Some(team) => team.run(n, f),
-            None => (0..n).try_for_each(f),
-        }
+        self.run_members(n, &|i, _| f(i))
     }
 
     /// `f(i, m)` for `i` in `0..n`, `m` the team member running task `i` (0 without a
@@ -274,7 +271,7 @@ pub(crate) fn forward(
     }
 
     // Whether the output projections (Wo, Wd) run fused with the residual add and the
-    // next norm, cut by tokens (see `project_add_norm`): for every packed model once
+    // next norm, cut by tokens (see `Residual::Product`): for every packed model once
     // each thread has a run of tokens to itself.
     let fused = n >= FUSE_TOKENS * ex.threads()
         && w.layers.iter().all(|l| {
@@ -290,12 +287,16 @@ pub(crate) fn forward(
         // xb[t] = rmsnorm(x[t]) · attn_norm  [n][dim];  xq = Q8(xb)
         // (fused: the previous layer's last job did this)
         if li == 0 || !fused {
+            let add = match pending {
+                true => Residual::Cols(&s.proj[..dim * n]),
+                false => Residual::None,
+            };
             residual_norm(
                 ex,
                 &mut s.x[..n * dim],
-                pending.then_some(&s.proj[..dim * n]),
                 n,
-                (l.attn_norm, hp.norm_eps),
+                add,
+                Some((l.attn_norm, hp.norm_eps)),
                 any_float(&[&l.wq, &l.wk, &l.wv]).then_some(&mut s.xb[..n * dim]),
                 &mut s.xq[..n * dim / QK],
             )?;
@@ -316,25 +317,27 @@ pub(crate) fn forward(
 
         // ---- MLP block ----
         // x[t] += Wo·att[t];  xb[t] = rmsnorm(x[t]) · ffn_norm  [n][dim];  xq = Q8(xb)
-        let keep = any_float(&[&l.w_gate, &l.w_up]);
-        if fused {
-            let (x, y) = (&mut s.x[..n * dim], &mut s.proj[..dim * n]);
-            let xb = keep.then_some(&mut s.xb[..n * dim]);
-            let norm = Some((l.ffn_norm, hp.norm_eps));
-            project_add_norm(ex, &l.wo, ahq, n, x, y, norm, xb, &mut s.xq[..n * dim / QK])?;
+        let add = if fused {
+            let y = &mut s.proj[..dim * n];
+            Residual::Product {
+                w: &l.wo,
+                h: ahq,
+                y,
+            }
         } else {
             // proj = Wo·att  [dim][n]
             matmuls(ex, [(&l.wo, &mut s.proj[..dim * n])], ahq, att, n)?;
-            residual_norm(
-                ex,
-                &mut s.x[..n * dim],
-                Some(&s.proj[..dim * n]),
-                n,
-                (l.ffn_norm, hp.norm_eps),
-                keep.then_some(&mut s.xb[..n * dim]),
-                &mut s.xq[..n * dim / QK],
-            )?;
-        }
+            Residual::Cols(&s.proj[..dim * n])
+        };
+        residual_norm(
+            ex,
+            &mut s.x[..n * dim],
+            n,
+            add,
+            Some((l.ffn_norm, hp.norm_eps)),
+            any_float(&[&l.w_gate, &l.w_up]).then_some(&mut s.xb[..n * dim]),
+            &mut s.xq[..n * dim / QK],
+        )?;
         let (xb, xq) = (&s.xb[..n * dim], &s.xq[..n * dim / QK]);
         if let (Matrix::Packed(_), Matrix::Packed(_), Matrix::Packed(_)) =
             (&l.w_gate, &l.w_up, &l.w_down)
@@ -350,17 +353,18 @@ pub(crate) fn forward(
                 let next = w.layers.get(li + 1);
                 let norm = next.map(|nl| (nl.attn_norm, hp.norm_eps));
                 let keep = next.is_some_and(|nl| any_float(&[&nl.wq, &nl.wk, &nl.wv]));
-                let (x, y) = (&mut s.x[..n * dim], &mut s.proj[..dim * n]);
-                let xb = keep.then_some(&mut s.xb[..n * dim]);
-                project_add_norm(
+                let y = &mut s.proj[..dim * n];
+                residual_norm(
                     ex,
-                    &l.w_down,
-                    hq,
+                    &mut s.x[..n * dim],
                     n,
-                    x,
-                    y,
+                    Residual::Product {
+                        w: &l.w_down,
+                        h: hq,
+                        y,
+                    },
                     norm,
-                    xb,
+                    keep.then_some(&mut s.xb[..n * dim]),
                     &mut s.xq[..n * dim / QK],
                 )?;
                 continue;
@@ -445,12 +449,13 @@ const ATT_TOKENS: usize = 8;
 ///    softmax per row (token `t` sees positions `0..=pos + t`; later ones get probability
 ///    0), `out = scores · V[..lu]` (`[tb·group][hd]`), both products through
 ///    hearth-quant's float kernels (f16 operands widened as they are loaded); `out`'s
-///    rows of token `t` are the heads `h·group..` of its output row, quantized into
-///    `xq[t]` when they are whole Q8 blocks.
+///    rows of token `t` are the heads `h·group..` of its output row, quantized there
+///    when they are whole Q8 blocks.
 ///
-/// Output: `s.xq[..n][..q_dim / 32]`, the Q8 of the output rows, and the f32 rows in
-/// `s.xb[..n][..q_dim]` only when Wo takes f32 input (or the rows' parts are not whole
-/// blocks, so they are quantized afterwards).
+/// Output: the Q8 of the output rows (`[n][q_dim / 32]`) in `s.hb`'s bytes
+/// ([`hb_blocks`]: the next step's norm writes `s.xq`, so it must not be Wo's input),
+/// and the f32 rows in `s.xb[..n][..q_dim]` only when Wo takes f32 input (or the rows'
+/// parts are not whole blocks, so they are quantized afterwards).
 #[allow(clippy::too_many_arguments)]
 fn attention(
     hp: &Hparams,
@@ -641,7 +646,7 @@ const NORM_TOKENS: usize = 4;
 /// Values per piece of a normed row that is only quantized (a stack buffer; a multiple
 /// of QK).
 const NORM_PIECE: usize = 1024;
-/// Fewest tokens per thread for [`project_add_norm`] (below, the output projections are
+/// Fewest tokens per thread for [`Residual::Product`] (below, the output projections are
 /// cut by rows as usual: a decode step has one token).
 const FUSE_TOKENS: usize = 16;
 
@@ -713,9 +718,31 @@ fn add_norm(
     Ok(())
 }
 
-/// For every token `t` of `n`: `x[t] += proj[·][t]` (the residual add of a `[dim][n]`
-/// projection, when given), `xq[t] = Q8(rmsnorm(x[t]) · w)`, and the f32 normed row in
-/// `xb[t]` when `xb` is given (float matrices read it; packed ones only `xq`).
+/// What [`residual_norm`] adds to `x` before the norm.
+enum Residual<'a> {
+    /// Nothing (the first layer's input).
+    None,
+    /// The columns of a `[dim][n]` projection computed by a row-cut matmul.
+    Cols(&'a [f32]),
+    /// `W·h[t]`, computed here by each task for its own tokens (`h`: Q8 rows of `W`'s
+    /// input) into `y`'s columns `[dim][t1 - t0]` at `y[t0·dim..]`: a prefill's output
+    /// projection (Wo, Wd) cut by tokens. The product, the add and the norm of a token
+    /// then run on one core with no job in between — cut by rows, the product's rows
+    /// were split between the cores and every token's norm read half of them from the
+    /// other core, and every task prepared every token's activations. Each output is
+    /// the same kernel code on the same values whatever tokens share its call, so the
+    /// bits equal the row cut's.
+    Product {
+        w: &'a Matrix<'a>,
+        h: &'a [BlockQ8],
+        y: &'a mut [f32],
+    },
+}
+
+/// For every token `t` of `n`: `x[t] += r[t]` (the residual add, `r` as [`Residual`]
+/// says), then, when `norm` is given, `xq[t] = Q8(rmsnorm(x[t]) · w)` and the f32
+/// normed row in `xb[t]` when `xb` is given (float matrices read it; packed ones only
+/// `xq`).
 ///
 /// One team job over token ranges, one range per thread (a token's values depend on
 /// that token alone and are computed by the same code in any range, so the bits do not
@@ -726,105 +753,60 @@ fn add_norm(
 /// step took 3.8× its 1-thread time at 2 threads, against 2.2× now). Without `xb` the
 /// normed rows go through a stack buffer: writing them to `xb` made the cores trade
 /// `xb`'s lines every layer, for nothing when no float matrix reads it.
-#[allow(clippy::too_many_arguments)]
 fn residual_norm(
     ex: Exec<'_>,
     x: &mut [f32],
-    proj: Option<&[f32]>,
     n: usize,
-    (w, eps): (&[f32], f32),
+    add: Residual<'_>,
+    norm: Option<(&[f32], f32)>,
     xb: Option<&mut [f32]>,
     xq: &mut [BlockQ8],
 ) -> Result<()> {
-    let dim = w.len();
+    let dim = x.len() / n;
     let nb = dim / QK;
+    let (cols, product) = match add {
+        Residual::None => (None, None),
+        Residual::Cols(p) => (Some(p), None),
+        Residual::Product { w, h, y } => (None, Some((w, h, y))),
+    };
     assert!(
         x.len() == n * dim
             && xb.as_ref().is_none_or(|xb| xb.len() == n * dim)
             && xq.len() == n * nb
-            && proj.is_none_or(|p| p.len() == dim * n),
+            && norm.is_none_or(|(w, _)| w.len() == dim)
+            && cols.is_none_or(|p| p.len() == dim * n)
+            && product
+                .as_ref()
+                .is_none_or(|(w, h, y)| w.rows() == dim && h.len() % n == 0 && y.len() == dim * n),
         "residual_norm: shapes"
     );
     let per = n.div_ceil(ex.threads()).max(NORM_TOKENS);
     let (xs, xqs) = (Disjoint::new(x), Disjoint::new(xq));
     let xbs = xb.map(Disjoint::new);
-    ex.run(n.div_ceil(per), &|i| {
-        let (t0, t1) = (i * per, ((i + 1) * per).min(n));
-        // SAFETY: task `i` alone writes tokens `t0..t1` of `x`, `xb` and `xq`.
-        let (x, xb, xq) = unsafe {
-            (
-                xs.part(t0 * dim, (t1 - t0) * dim),
-                xbs.as_ref().map(|d| d.part(t0 * dim, (t1 - t0) * dim)),
-                xqs.part(t0 * nb, (t1 - t0) * nb),
-            )
-        };
-        add_norm(
-            ex.kernels,
-            x,
-            dim,
-            proj.map(|p| (p, n, t0)),
-            Some(((w, eps), xb, xq)),
-        )
-    })
-}
-
-/// `x[t] += W·h[t]` for every token `t` of `n` (`h`: Q8 rows of `W`'s input), then,
-/// when `norm` is given, the next norm as [`residual_norm`] does it (into `xb` when
-/// given, and `xq`): the output projections (Wo, Wd) of a prefill, as one job over token
-/// ranges, one per thread. A task multiplies its own tokens (into `y`'s columns
-/// `[dim][t1 - t0]` at `y[t0·dim..]`), adds them to their rows of `x` and norms them,
-/// all on one core with no job in between: cut by rows, the product's rows were split
-/// between the cores and every token's norm read half of them from the other core, and
-/// every task prepared every token's activations. Each output is the same kernel code
-/// on the same values whatever tokens share its call, so the bits equal [`matmuls`] +
-/// [`residual_norm`]'s.
-#[allow(clippy::too_many_arguments)]
-fn project_add_norm(
-    ex: Exec<'_>,
-    w: &Matrix<'_>,
-    h: &[BlockQ8],
-    n: usize,
-    x: &mut [f32],
-    y: &mut [f32],
-    norm: Option<(&[f32], f32)>,
-    xb: Option<&mut [f32]>,
-    xq: &mut [BlockQ8],
-) -> Result<()> {
-    let dim = w.rows();
-    let (nb, hn) = (dim / QK, h.len() / n);
-    assert!(
-        x.len() == n * dim
-            && y.len() == dim * n
-            && h.len() == n * hn
-            && xb.as_ref().is_none_or(|xb| xb.len() == n * dim)
-            && xq.len() == n * nb
-            && norm.is_none_or(|(w, _)| w.len() == dim),
-        "project_add_norm: shapes"
-    );
-    let per = n.div_ceil(ex.threads()).max(NORM_TOKENS);
-    let (xs, ys, xqs) = (Disjoint::new(x), Disjoint::new(y), Disjoint::new(xq));
-    let xbs = xb.map(Disjoint::new);
+    let product = product.map(|(w, h, y)| (w, h, Disjoint::new(y)));
     ex.run(n.div_ceil(per), &|i| {
         let (t0, t1) = (i * per, ((i + 1) * per).min(n));
         let nt = t1 - t0;
         // SAFETY: task `i` alone writes tokens `t0..t1` of `x`, `xb` and `xq`, and
         // `y[t0·dim..t1·dim]`.
-        let (x, y, xb, xq) = unsafe {
+        let (x, xb, xq) = unsafe {
             (
                 xs.part(t0 * dim, nt * dim),
-                ys.part(t0 * dim, nt * dim),
                 xbs.as_ref().map(|d| d.part(t0 * dim, nt * dim)),
                 xqs.part(t0 * nb, nt * nb),
             )
         };
-        matmul_rows(ex.kernels, w, 0, dim, &h[t0 * hn..t1 * hn], &[], nt, y)?;
-        add_norm(
-            ex.kernels,
-            x,
-            dim,
-            Some((&*y, nt, 0)),
-            norm.map(|wn| (wn, xb, xq)),
-        )
+        let p = match &product {
+            Some((w, h, ys)) => {
+                // SAFETY: as above.
+                let y = unsafe { ys.part(t0 * dim, nt * dim) };
+                let hn = h.len() / n;
+                matmul_rows(ex.kernels, w, 0, dim, &h[t0 * hn..t1 * hn], &[], nt, y)?;
+                Some((&*y, nt, 0))
+            }
+            None => cols.map(|p| (p, n, t0)),
+        };
+        add_norm(ex.kernels, x, dim, p, norm.map(|wn| (wn, xb, xq)))
     })
 }
 

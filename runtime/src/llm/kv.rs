@@ -2,7 +2,7 @@
 //!
 //! Layout: values `[layer][kv_head][pos][head_dim]`; keys the same in Q8, but in f16
 //! **transposed in panels** of 32 positions, `[layer][kv_head][pos / 32][head_dim][32]`
-//! ([`KEY_LAYOUT`]): attention multiplies the queries by the keys' transpose and the
+//! ([`key_layout`]): attention multiplies the queries by the keys' transpose and the
 //! probabilities by the values, both straight from an f16 cache ([`HeadRef::f16`]), and
 //! each 32 positions' keys are one contiguous 4 KiB run for the product to stream (a
 //! plain `[head_dim][ctx]` transpose made a decode step read `head_dim` runs far apart

@@ -414,8 +414,9 @@ fn store_tile<const G: usize, const T: usize>(
 /// The matvec uses `$vtile`, a tile whose rows do not depend on each other (the narrow
 /// one), one group at a time or one group from each of [`GEMV_STREAMS`] streams (see
 /// the matvec's doc). The matmul walks row groups `$gm` at a time in the outer loop and
-/// tokens `T = 1..=$tm` at a time inside, so a group's weights (`nb` packed blocks, a few KiB) stay in L1/L2 while every token
-/// passes over them: weights are read from memory once per call.
+/// tokens `T = 1..=$tm` at a time inside, so a group's weights (`nb` packed blocks, a
+/// few KiB) stay in L1/L2 while every token passes over them: weights are read from
+/// memory once per call.
 macro_rules! gemm_kernels {
     (
         features = $feat:literal,
